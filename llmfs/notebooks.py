@@ -155,11 +155,42 @@ def fix(nb_path: Path) -> None:
     nbformat.write(nb, nb_path)
 
 
+def describe(nb_path: Path) -> tuple[str, str]:
+    """(title, one-line description) of a notebook: its H1 and the first sentence of its story."""
+    first = _src(json.loads(Path(nb_path).read_text(encoding="utf-8"))["cells"][0])
+    title = re.match(r"^# +(.+)$", first, re.M).group(1).strip()
+    story = next(p for p in first.split("\n\n")[1:] if len(p.strip()) >= 150 and not p.lstrip().startswith(("[!", "#")))
+    sentence = re.split(r"(?<=[.!?])\s", " ".join(story.split()), maxsplit=1)[0]
+    return title, sentence
+
+
+README_START, README_END = "<!-- notebooks:start -->", "<!-- notebooks:end -->"
+
+
+def readme_table() -> str:
+    """The README's table of every notebook (regenerate with `python -m llmfs.notebooks readme`)."""
+    rows = ["| Notebook | What you build and prove | Colab |", "|---|---|---|"]
+    for nb in course_notebooks()[:-1]:  # not the template
+        title, line = describe(nb)
+        rel = nb.relative_to(ROOT).as_posix()
+        rows.append(f"| [{rel}]({rel}) {title} | {line} | {colab_badge(nb)} |")
+    return "\n".join(rows)
+
+
+def write_readme_table(readme: Path = ROOT / "README.md") -> None:
+    text = readme.read_text(encoding="utf-8")
+    start, end = text.index(README_START) + len(README_START), text.index(README_END)
+    readme.write_text(text[:start] + "\n" + readme_table() + "\n" + text[end:], encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m llmfs.notebooks")
-    parser.add_argument("action", choices=["check", "fix"])
+    parser.add_argument("action", choices=["check", "fix", "readme"])
     parser.add_argument("paths", nargs="*", type=Path, help="notebooks (default: every course notebook)")
     args = parser.parse_args(argv)
+    if args.action == "readme":
+        write_readme_table()
+        return 0
     paths = args.paths or course_notebooks()
     bad = 0
     for p in paths:

@@ -47,3 +47,11 @@ def test_repository_url_is_written_once():
     for nb in ALL:
         text = nb.read_text()
         assert REPO_URL in text or REPO_URL.split("github.com/")[1] in text
+
+
+def test_readme_lists_every_notebook():
+    """The README's notebook table is current (regenerate: `python -m llmfs.notebooks readme`)."""
+    readme = (notebooks.ROOT / "README.md").read_text()
+    assert notebooks.README_START in readme and notebooks.README_END in readme
+    table = readme[readme.index(notebooks.README_START) + len(notebooks.README_START):readme.index(notebooks.README_END)]
+    assert table.strip() == notebooks.readme_table().strip(), "run `python -m llmfs.notebooks readme`"
