@@ -1,0 +1,379 @@
+// quant.h: ggml's Q8_0 and Q4_0 block formats, and matrix-vector products on them.
+//
+// A row of `cols` floats is cut into blocks of 32. Each block stores one scale d (fp16) and 32
+// small integers q with x ~= d * q. The bytes are exactly ggml's (llama.cpp, GGUF files):
+//
+//   block_q8_0, 34 bytes: d (fp16, little-endian) | q[0..31] as int8, d = max|x| / 127
+//   block_q4_0, 18 bytes: d (fp16)                | 16 bytes, byte j = (q[j] | q[j+16] << 4),
+//                         q = x/d + 8 in 0..15, d = (the x of largest magnitude) / -8
+//
+// A quantized matrix (rows, cols) is a uint8 array (rows, cols/32 * block bytes).
+//
+// Why it is fast: a decode-step matvec is bound by the bytes it reads (gemv.h). Q8_0 reads 34
+// bytes per 32 weights instead of 128 (3.8x fewer), Q4_0 18 (7.1x fewer). As ggml does, the
+// vector x is quantized to Q8_0 too, once per call (4096 values: microseconds), so the inner
+// loop multiplies int8 by int8 (AVX2 maddubs: 32 byte products per instruction), sums each
+// block exactly in integers, and goes to float once per 8 blocks (see rows_avx2 below).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "cpu.h"
+#include "simd.h"
+#include "threads.h"
+
+namespace llmfs {
+namespace quant {
+
+constexpr int64_t QK = 32;         // values per block
+constexpr int64_t Q8_0_BYTES = 34;  // sizeof(block_q8_0)
+constexpr int64_t Q4_0_BYTES = 18;  // sizeof(block_q4_0)
+
+// ---- fp16 <-> fp32, bit for bit as ggml's portable code (round to nearest even) ----
+
+inline float f32_from_bits(uint32_t w) { float f; std::memcpy(&f, &w, 4); return f; }
+inline uint32_t f32_bits(float f) { uint32_t w; std::memcpy(&w, &f, 4); return w; }
+
+inline float fp16_to_fp32(uint16_t h) {
+    const uint32_t w = uint32_t(h) << 16;
+    const uint32_t sign = w & 0x80000000u;
+    const uint32_t two_w = w + w;
+    const float normalized = f32_from_bits((two_w >> 4) + (0xE0u << 23)) * 0x1.0p-112f;
+    const float denormalized = f32_from_bits((two_w >> 17) | (126u << 23)) - 0.5f;
+    const uint32_t result = sign | (two_w < (1u << 27) ? f32_bits(denormalized) : f32_bits(normalized));
+    return f32_from_bits(result);
+}
+
+inline uint16_t fp32_to_fp16(float f) {
+    float base = (std::fabs(f) * 0x1.0p+112f) * 0x1.0p-110f;
+    const uint32_t w = f32_bits(f);
+    const uint32_t shl1_w = w + w;
+    const uint32_t sign = w & 0x80000000u;
+    uint32_t bias = shl1_w & 0xFF000000u;
+    if (bias < 0x71000000u) bias = 0x71000000u;
+    base = f32_from_bits((bias >> 1) + 0x07800000u) + base;
+    const uint32_t bits = f32_bits(base);
+    const uint32_t nonsign = ((bits >> 13) & 0x00007C00u) + (bits & 0x00000FFFu);
+    return uint16_t((sign >> 16) | (shl1_w > 0xFF000000u ? 0x7E00u : nonsign));
+}
+
+// The fp16 scale at the start of a block (little-endian, at any byte offset: no aligned load).
+inline uint16_t load_d(const uint8_t* block) { uint16_t d; std::memcpy(&d, block, 2); return d; }
+
+// 1/d, or 0 where d is 0 or so small (subnormal) that 1/d overflows: ggml's reference would
+// then cast inf/NaN to an integer (undefined); here such blocks quantize to all zeros.
+inline float inverse(float d) {
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    return std::isfinite(id) ? id : 0.0f;
+}
+
+inline bool all_finite(const float* x, int64_t n) {
+    for (int64_t i = 0; i < n; ++i)
+        if (!std::isfinite(x[i])) return false;
+    return true;
+}
+
+// ---- quantize / dequantize one block (ggml's quantize_row_*_ref, dequantize_row_*) ----
+
+// x[0..31] -> q[0..31], returns the fp16 scale d.
+inline uint16_t quantize_block_q8_0(const float* x, int8_t* q) {
+    float amax = 0.0f;
+    for (int64_t j = 0; j < QK; ++j) amax = std::max(amax, std::fabs(x[j]));
+    const float d = amax / 127.0f;
+    const float id = inverse(d);
+    for (int64_t j = 0; j < QK; ++j) q[j] = int8_t(std::roundf(x[j] * id));  // |x*id| <= 127
+    return fp32_to_fp16(d);
+}
+
+// x[0..31] -> 16 bytes of nibbles, returns the fp16 scale d.
+inline uint16_t quantize_block_q4_0(const float* x, uint8_t* qs) {
+    float amax = 0.0f, max = 0.0f;  // largest |x|, and that x with its sign
+    for (int64_t j = 0; j < QK; ++j)
+        if (amax < std::fabs(x[j])) amax = std::fabs(x[j]), max = x[j];
+    const float d = max / -8.0f;
+    const float id = inverse(d);
+    for (int64_t j = 0; j < QK / 2; ++j) {  // x*id is in [-8, 8], so x*id + 8.5 in [0.5, 16.5]
+        const int lo = std::min(15, int(x[j] * id + 8.5f));
+        const int hi = std::min(15, int(x[j + QK / 2] * id + 8.5f));
+        qs[j] = uint8_t(lo | (hi << 4));
+    }
+    return fp32_to_fp16(d);
+}
+
+// w (rows, cols) -> q (rows, cols/32 * 34) or (rows, cols/32 * 18) bytes. cols % 32 == 0.
+inline void quantize_q8_0(int64_t rows, int64_t cols, const float* w, uint8_t* q) {
+    for (int64_t b = 0; b < rows * cols / QK; ++b, q += Q8_0_BYTES) {
+        const uint16_t d = quantize_block_q8_0(w + b * QK, reinterpret_cast<int8_t*>(q + 2));
+        std::memcpy(q, &d, 2);
+    }
+}
+inline void quantize_q4_0(int64_t rows, int64_t cols, const float* w, uint8_t* q) {
+    for (int64_t b = 0; b < rows * cols / QK; ++b, q += Q4_0_BYTES) {
+        const uint16_t d = quantize_block_q4_0(w + b * QK, q + 2);
+        std::memcpy(q, &d, 2);
+    }
+}
+
+// q -> w (rows, cols): w = d * q (Q8_0) and d * (q - 8) (Q4_0), as ggml's dequantize_row_*.
+inline void dequantize_q8_0(int64_t rows, int64_t cols, const uint8_t* q, float* w) {
+    for (int64_t b = 0; b < rows * cols / QK; ++b, q += Q8_0_BYTES, w += QK) {
+        const float d = fp16_to_fp32(load_d(q));
+        for (int64_t j = 0; j < QK; ++j) w[j] = float(int8_t(q[2 + j])) * d;
+    }
+}
+inline void dequantize_q4_0(int64_t rows, int64_t cols, const uint8_t* q, float* w) {
+    for (int64_t b = 0; b < rows * cols / QK; ++b, q += Q4_0_BYTES, w += QK) {
+        const float d = fp16_to_fp32(load_d(q));
+        for (int64_t j = 0; j < QK / 2; ++j) {
+            w[j] = float((q[2 + j] & 0x0F) - 8) * d;
+            w[j + QK / 2] = float((q[2 + j] >> 4) - 8) * d;
+        }
+    }
+}
+
+// ---- the vector side: x (cols,) quantized to Q8_0 once per matvec ----
+
+enum class Format { Q8_0, Q4_0 };
+
+// The AVX2 kernels take 8 blocks (256 values) per step; the Q4_0 one wants x's int8 values
+// regrouped to match how it unpacks nibbles: for blocks (2p, 2p+1) of a group, lo[p] holds the
+// first 16 values of both, [x_2p[0..15], x_2p+1[0..15]], and hi[p] the last 16.
+constexpr int64_t GROUP = 8;
+template <Format F> constexpr int64_t block_bytes() { return F == Format::Q8_0 ? Q8_0_BYTES : Q4_0_BYTES; }
+constexpr int Q4_ORDER[GROUP] = {0, 2, 4, 6, 1, 3, 5, 7};  // block of each lane after the hadds
+
+// x quantized to Q8_0 (each block's scale rounded to fp16 and back, so the numbers match
+// ggml's block_q8_0 exactly), laid out for the kernels. All arrays 64-byte aligned.
+struct QuantizedVector {
+    int64_t nb;              // blocks
+    Aligned<int8_t> q;       // (nb, 32)   the int8 values, block after block
+    Aligned<float> d;        // (nb,)      the scales
+    Aligned<int32_t> sum;    // (nb,)      sum of each block's 32 values (for Q4_0's "-8")
+    // Q4_0 groups of 8 blocks, (nb / 8) of them:
+    Aligned<int8_t> lo, hi;  // (nb/8, 4 pairs, 32)
+    Aligned<int32_t> sum8;   // (nb/8, 8)  8 * sum, lanes in Q4_ORDER
+    Aligned<float> d8;       // (nb/8, 8)  d, lanes in Q4_ORDER
+
+    QuantizedVector(const float* x, int64_t cols, Format f)
+        : nb(cols / QK), q(size_t(nb * QK)), d(size_t(nb)), sum(size_t(nb)),
+          lo(size_t(f == Format::Q4_0 ? nb * QK : 0)), hi(size_t(f == Format::Q4_0 ? nb * QK : 0)),
+          sum8(size_t(f == Format::Q4_0 ? nb : 0)), d8(size_t(f == Format::Q4_0 ? nb : 0)) {
+        for (int64_t b = 0; b < nb; ++b) {
+            int8_t* qb = q.data + b * QK;
+            d.data[b] = fp16_to_fp32(quantize_block_q8_0(x + b * QK, qb));
+            int32_t s = 0;
+            for (int64_t j = 0; j < QK; ++j) s += qb[j];
+            sum.data[b] = s;
+        }
+        if (f != Format::Q4_0) return;
+        for (int64_t g = 0; g < nb / GROUP; ++g) {
+            for (int64_t k = 0; k < GROUP; ++k) {  // block g*8 + k is half (k % 2) of pair k / 2
+                const int8_t* qb = q.data + (g * GROUP + k) * QK;
+                const int64_t at = g * GROUP * QK + (k / 2) * QK + (k % 2) * (QK / 2);
+                std::memcpy(lo.data + at, qb, QK / 2);
+                std::memcpy(hi.data + at, qb + QK / 2, QK / 2);
+                sum8.data[g * GROUP + k] = 8 * sum.data[g * GROUP + Q4_ORDER[k]];
+                d8.data[g * GROUP + k] = d.data[g * GROUP + Q4_ORDER[k]];
+            }
+        }
+    }
+};
+
+// ---- one block of weights times one block of x: exact integer sums (ggml's vec_dot) ----
+
+inline int32_t block_dot_q8_0(const uint8_t* blk, const int8_t* xq) {
+    int32_t s = 0;
+    for (int64_t j = 0; j < QK; ++j) s += int32_t(int8_t(blk[2 + j])) * xq[j];
+    return s;
+}
+
+inline int32_t block_dot_q4_0(const uint8_t* blk, const int8_t* xq) {
+    int32_t s = 0;
+    for (int64_t j = 0; j < QK / 2; ++j)
+        s += ((blk[2 + j] & 0x0F) - 8) * xq[j] + ((blk[2 + j] >> 4) - 8) * xq[j + QK / 2];
+    return s;
+}
+
+// Scalar reference, and the AVX2 kernels' tail: y += sum over blocks [b0, nb) of
+// (integer block dot) * d_w * d_x, for one row w of `bytes`-byte blocks.
+template <Format F>
+float dot_blocks_scalar(const uint8_t* w, const QuantizedVector& x, int64_t b0) {
+    constexpr int64_t bytes = block_bytes<F>();
+    float sum = 0.0f;
+    for (int64_t b = b0; b < x.nb; ++b) {
+        const uint8_t* blk = w + b * bytes;
+        const int32_t s = F == Format::Q8_0 ? block_dot_q8_0(blk, x.q.data + b * QK) : block_dot_q4_0(blk, x.q.data + b * QK);
+        sum += float(s) * (fp16_to_fp32(load_d(blk)) * x.d.data[b]);
+    }
+    return sum;
+}
+
+#if LLMFS_X86
+// ---- AVX2: 8 blocks (a group) per step, 4 rows at a time ----
+//
+// Per block, the integer dot product is 1-2 instructions on 32 bytes (maddubs multiplies 32
+// unsigned x signed byte pairs and adds neighbours into 16 int16). Converting each block to
+// float on its own would cost as much again, so 8 blocks' int32 partial sums are first folded
+// by horizontal adds (hadd) into ONE vector with one lane per block; that vector is converted,
+// multiplied by the 8 scales d_w * d_x and added to the accumulator once per group.
+//
+// Memory: the weights are read once, front to back, and one core only reaches DRAM bandwidth
+// with several independent streams in flight. So 4 rows far apart (i, i+n, i+2n, i+3n) are
+// walked together, each with software prefetch 12 groups ahead: 4 sequential streams in 4
+// different pages, like 4 readers. (4 adjacent rows were slower: one stream, one page.)
+// The rows go in pairs that share every load of x, which saves load slots.
+constexpr int64_t PREFETCH_GROUPS = 12;
+
+// The fp16 scales at p + o0, ..., p + o7 as 8 floats (lane k from p + ok).
+LLMFS_AVX2 inline __m256 scales8(const uint8_t* p, int o0, int o1, int o2, int o3, int o4, int o5, int o6, int o7) {
+    __m128i h = _mm_cvtsi32_si128(load_d(p + o0));
+    h = _mm_insert_epi16(h, load_d(p + o1), 1);
+    h = _mm_insert_epi16(h, load_d(p + o2), 2);
+    h = _mm_insert_epi16(h, load_d(p + o3), 3);
+    h = _mm_insert_epi16(h, load_d(p + o4), 4);
+    h = _mm_insert_epi16(h, load_d(p + o5), 5);
+    h = _mm_insert_epi16(h, load_d(p + o6), 6);
+    h = _mm_insert_epi16(h, load_d(p + o7), 7);
+    return _mm256_cvtph_ps(h);
+}
+
+// Q8_0 block: 8 int32 partial sums of w * x. maddubs wants unsigned * signed bytes, so it gets
+// |w| and x with the sign of w (sign_epi8): the products are unchanged.
+LLMFS_AVX2 inline __m256i block8_q8_0(const uint8_t* blk, __m256i x) {
+    const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
+    const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+    return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+}
+
+// Q4_0 pair of blocks (2p, 2p+1): their 16 nibble bytes side by side in one register, low
+// nibbles (values 0..15) and high nibbles (16..31) masked out, each multiplied with the
+// matching x bytes: 16 int16 sums, 8 per block (each at most 4 * 15 * 127: no overflow).
+LLMFS_AVX2 inline __m256i pair16_q4_0(const uint8_t* blk, __m256i lo, __m256i hi) {
+    const __m256i mask = _mm256_set1_epi8(0x0F);
+    const __m256i t = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(blk + Q4_0_BYTES + 2),
+                                          reinterpret_cast<const __m128i*>(blk + 2));
+    const __m256i l = _mm256_and_si256(t, mask), h = _mm256_and_si256(_mm256_srli_epi16(t, 4), mask);
+    return _mm256_add_epi16(_mm256_maddubs_epi16(l, lo), _mm256_maddubs_epi16(h, hi));
+}
+
+LLMFS_AVX2 inline __m256i load256(const void* p) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(p)); }
+
+// One group g (8 blocks) of TWO rows a and b, which share each load of x: adds each row's
+// share of its dot product (8 floats to be summed) to acc_a and acc_b.
+template <Format F>
+LLMFS_AVX2 inline void group2_avx2(const uint8_t* a, const uint8_t* b, const QuantizedVector& x, int64_t g,
+                                   __m256& acc_a, __m256& acc_b) {
+    constexpr int B = int(block_bytes<F>());
+    __m256i sa, sb;  // lane k: the integer dot product of block k (Q4_0: of block Q4_ORDER[k])
+    if constexpr (F == Format::Q8_0) {
+        const int8_t* xq = x.q.data + g * GROUP * QK;
+        // hadd of two blocks' sums: [b0 b0 b1 b1 | b0 b0 b1 b1]; of two such: [b0 b1 b2 b3 | b0 b1 b2 b3]
+        __m256i ha[2], hb[2];  // blocks 0-3 and 4-7, reduced as soon as possible (few live registers)
+        for (int half = 0; half < 2; ++half) {
+            const int8_t* xh = xq + 4 * half * QK;
+            const uint8_t *ah = a + 4 * half * B, *bh = b + 4 * half * B;
+            __m256i x0 = load256(xh), x1 = load256(xh + QK);
+            const __m256i a01 = _mm256_hadd_epi32(block8_q8_0(ah, x0), block8_q8_0(ah + B, x1));
+            const __m256i b01 = _mm256_hadd_epi32(block8_q8_0(bh, x0), block8_q8_0(bh + B, x1));
+            x0 = load256(xh + 2 * QK), x1 = load256(xh + 3 * QK);
+            const __m256i a23 = _mm256_hadd_epi32(block8_q8_0(ah + 2 * B, x0), block8_q8_0(ah + 3 * B, x1));
+            const __m256i b23 = _mm256_hadd_epi32(block8_q8_0(bh + 2 * B, x0), block8_q8_0(bh + 3 * B, x1));
+            ha[half] = _mm256_hadd_epi32(a01, a23), hb[half] = _mm256_hadd_epi32(b01, b23);
+        }
+        // add the 128-bit halves: lane k = block k
+        sa = _mm256_add_epi32(_mm256_permute2x128_si256(ha[0], ha[1], 0x20), _mm256_permute2x128_si256(ha[0], ha[1], 0x31));
+        sb = _mm256_add_epi32(_mm256_permute2x128_si256(hb[0], hb[1], 0x20), _mm256_permute2x128_si256(hb[0], hb[1], 0x31));
+    } else {
+        const int8_t* lo = x.lo.data + g * GROUP * QK;
+        const int8_t* hi = x.hi.data + g * GROUP * QK;
+        // per pair of blocks: 8 int16 per block; two hadds of int16 (sums stay below 2^15) leave
+        // [b0 b2 b4 b6 | b1 b3 b5 b7] (Q4_ORDER), two per block; madd with 1s adds them in int32.
+        __m256i ha[2], hb[2];  // pairs 0-1 and 2-3, reduced as soon as possible (few live registers)
+        for (int half = 0; half < 2; ++half) {
+            const int p = 2 * half;
+            __m256i l = load256(lo + p * QK), h = load256(hi + p * QK);
+            const __m256i a0 = pair16_q4_0(a + 2 * p * B, l, h), b0 = pair16_q4_0(b + 2 * p * B, l, h);
+            l = load256(lo + (p + 1) * QK), h = load256(hi + (p + 1) * QK);
+            ha[half] = _mm256_hadd_epi16(a0, pair16_q4_0(a + 2 * (p + 1) * B, l, h));
+            hb[half] = _mm256_hadd_epi16(b0, pair16_q4_0(b + 2 * (p + 1) * B, l, h));
+        }
+        const __m256i ones = _mm256_set1_epi16(1), sum8 = load256(x.sum8.data + g * GROUP);
+        sa = _mm256_madd_epi16(_mm256_hadd_epi16(ha[0], ha[1]), ones);
+        sb = _mm256_madd_epi16(_mm256_hadd_epi16(hb[0], hb[1]), ones);
+        // the nibbles were used unsigned (0..15): take off the "-8" of q - 8 as 8 * sum(x), exactly
+        sa = _mm256_sub_epi32(sa, sum8), sb = _mm256_sub_epi32(sb, sum8);
+    }
+    // times the 8 scales d_w * d_x, into the accumulators
+    const bool q8 = F == Format::Q8_0;
+    const float* dx = (q8 ? x.d.data : x.d8.data) + g * GROUP;
+    const int o[GROUP] = {0, (q8 ? 1 : 2) * B, (q8 ? 2 : 4) * B, (q8 ? 3 : 6) * B, (q8 ? 4 : 1) * B, (q8 ? 5 : 3) * B,
+                          (q8 ? 6 : 5) * B, 7 * B};
+    const __m256 d = _mm256_load_ps(dx);
+    acc_a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sa), _mm256_mul_ps(scales8(a, o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7]), d), acc_a);
+    acc_b = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sb), _mm256_mul_ps(scales8(b, o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7]), d), acc_b);
+}
+
+// Ask for the group PREFETCH_GROUPS ahead of p (group size `bytes`), one request per 64 bytes.
+LLMFS_AVX2 inline void prefetch_group(const uint8_t* p, int64_t bytes) {
+    for (int64_t o = PREFETCH_GROUPS * bytes; o < (PREFETCH_GROUPS + 1) * bytes; o += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(p + o), _MM_HINT_T0);
+}
+
+// Four rows at once, w0..w3, as two pairs that share the loads of x: y0..y3 = their dot products.
+template <Format F>
+LLMFS_AVX2 inline void rows4_avx2(const uint8_t* w0, const uint8_t* w1, const uint8_t* w2, const uint8_t* w3,
+                                  const QuantizedVector& x, float* y0, float* y1, float* y2, float* y3) {
+    constexpr int64_t GB = GROUP * block_bytes<F>();  // bytes of one group
+    const int64_t ng = x.nb / GROUP, tail = ng * GROUP;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t g = 0; g < ng; ++g) {
+        const int64_t o = g * GB;
+        prefetch_group(w0 + o, GB), prefetch_group(w1 + o, GB), prefetch_group(w2 + o, GB), prefetch_group(w3 + o, GB);
+        group2_avx2<F>(w0 + o, w1 + o, x, g, a0, a1);
+        // (the empty asm keeps the compiler from interleaving the two pairs' work and running
+        // out of registers; the out-of-order core overlaps them anyway)
+        asm volatile("" ::: "memory");
+        group2_avx2<F>(w2 + o, w3 + o, x, g, a2, a3);
+    }
+    // the last cols % 256 columns (fewer than 8 blocks) with the scalar code
+    *y0 = hsum(a0) + dot_blocks_scalar<F>(w0, x, tail), *y1 = hsum(a1) + dot_blocks_scalar<F>(w1, x, tail);
+    *y2 = hsum(a2) + dot_blocks_scalar<F>(w2, x, tail), *y3 = hsum(a3) + dot_blocks_scalar<F>(w3, x, tail);
+}
+
+// y[i] for the rows i in [r0, r1) of q (row stride `stride` bytes): rows i, i+n, i+2n, i+3n
+// together, 4 streams through memory in 4 different places.
+template <Format F>
+LLMFS_AVX2 inline void rows_avx2(const uint8_t* q, int64_t stride, int64_t r0, int64_t r1, const QuantizedVector& x, float* y) {
+    const int64_t n = (r1 - r0) / 4;
+    for (int64_t i = r0; i < r0 + n; ++i)
+        rows4_avx2<F>(q + i * stride, q + (i + n) * stride, q + (i + 2 * n) * stride, q + (i + 3 * n) * stride, x,
+                      y + i, y + i + n, y + i + 2 * n, y + i + 3 * n);
+    const int64_t i = r0 + 4 * n, m = r1 - i;  // the last 0 to 3 rows, the last one repeated
+    float scratch[4];
+    if (m > 0)
+        rows4_avx2<F>(q + i * stride, q + (i + std::min<int64_t>(1, m - 1)) * stride, q + (i + std::min<int64_t>(2, m - 1)) * stride,
+                      q + (i + m - 1) * stride, x, y + i, m > 1 ? y + i + 1 : scratch + 1, m > 2 ? y + i + 2 : scratch + 2,
+                      scratch + 3);
+}
+#endif
+
+// y (rows,) = dequantize(q) (rows, cols) · x (cols,), with x quantized to Q8_0 first.
+template <Format F>
+void matvec(int64_t rows, int64_t cols, const uint8_t* q, const float* x, float* y, int threads, bool scalar) {
+    const QuantizedVector xq(x, cols, F);  // before any thread starts (it allocates)
+    const int64_t stride = cols / QK * block_bytes<F>();
+    parallel_for(threads, rows, 1, [&](int64_t r0, int64_t r1, int) {
+#if LLMFS_X86
+        if (!scalar) return rows_avx2<F>(q, stride, r0, r1, xq, y);
+#else
+        (void)scalar;
+#endif
+        for (int64_t i = r0; i < r1; ++i) y[i] = dot_blocks_scalar<F>(q + i * stride, xq, 0);
+    });
+}
+
+}  // namespace quant
+}  // namespace llmfs

@@ -1,0 +1,93 @@
+// roofline.h: what this machine can do at best on one core, for the benchmark's "% of limit".
+//
+//   peak_gflops: 12 independent chains of 8-wide FMAs (2 flops per lane), nothing else; this
+//                is the arithmetic ceiling of any float32 kernel here (GEMM).
+//   read_gbps:   sum a buffer much larger than the caches (4 streams); this is the
+//                memory ceiling of the bandwidth-bound kernels (GEMV, quantized GEMV, attention).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <ctime>
+
+#include "cpu.h"
+#include "simd.h"
+
+namespace llmfs {
+namespace roofline {
+
+// CPU time of the calling thread: on a shared machine it leaves out the moments another
+// process holds the core (the benchmark times the kernels the same way).
+inline double thread_seconds() {
+    timespec ts{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+#if LLMFS_X86
+// 12 independent accumulators: enough to keep both FMA units busy despite the 4-cycle latency.
+LLMFS_AVX2 inline float fma_chains(int64_t n) {
+    const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+    __m256 a0 = _mm256_set1_ps(1.0f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
+    __m256 a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
+    for (int64_t k = 0; k < n; ++k) {
+        a0 = _mm256_fmadd_ps(a0, m, c), a1 = _mm256_fmadd_ps(a1, m, c), a2 = _mm256_fmadd_ps(a2, m, c);
+        a3 = _mm256_fmadd_ps(a3, m, c), a4 = _mm256_fmadd_ps(a4, m, c), a5 = _mm256_fmadd_ps(a5, m, c);
+        a6 = _mm256_fmadd_ps(a6, m, c), a7 = _mm256_fmadd_ps(a7, m, c), a8 = _mm256_fmadd_ps(a8, m, c);
+        a9 = _mm256_fmadd_ps(a9, m, c), a10 = _mm256_fmadd_ps(a10, m, c), a11 = _mm256_fmadd_ps(a11, m, c);
+    }
+    const __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
+                                   _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
+    return hsum(_mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11))));  // used: not optimised away
+}
+
+// Sum x[0..n) reading its four quarters side by side: one core needs several independent
+// streams to reach DRAM bandwidth (see quant.h).
+LLMFS_AVX2 inline float sum_avx2(const float* x, int64_t n) {
+    const int64_t q = n / 32 * 8;  // floats per quarter, a multiple of 8
+    const float *x0 = x, *x1 = x + q, *x2 = x + 2 * q, *x3 = x + 3 * q;
+    __m256 a = _mm256_setzero_ps(), b = a, c = a, d = a;
+    for (int64_t i = 0; i < q; i += 8) {
+        a = _mm256_add_ps(a, _mm256_loadu_ps(x0 + i));
+        b = _mm256_add_ps(b, _mm256_loadu_ps(x1 + i));
+        c = _mm256_add_ps(c, _mm256_loadu_ps(x2 + i));
+        d = _mm256_add_ps(d, _mm256_loadu_ps(x3 + i));
+    }
+    return hsum(_mm256_add_ps(_mm256_add_ps(a, b), _mm256_add_ps(c, d)));
+}
+#endif
+
+// GFLOP/s of the FMA loop (0 without AVX2: the scalar path has no single honest ceiling).
+inline double peak_gflops() {
+#if LLMFS_X86
+    if (!has_avx2_fma()) return 0.0;
+    const int64_t n = 50000000;  // 9.6e9 flops, ~0.07 s
+    const double t0 = thread_seconds();
+    volatile float sink = fma_chains(n);
+    (void)sink;
+    return double(n) * 12 * 16 / (thread_seconds() - t0) / 1e9;
+#else
+    return 0.0;
+#endif
+}
+
+// GB/s of summing x (n floats), the best of `repeats` passes.
+inline double read_gbps(const float* x, int64_t n, int repeats) {
+    double best = 1e30;
+    for (int r = 0; r < repeats; ++r) {
+        const double t0 = thread_seconds();
+        float s = 0.0f;
+#if LLMFS_X86
+        if (has_avx2_fma()) s = sum_avx2(x, n);
+        else
+#endif
+            for (int64_t i = 0; i < n; ++i) s += x[i];
+        volatile float sink = s;
+        (void)sink;
+        best = std::min(best, thread_seconds() - t0);
+    }
+    return double(n) * sizeof(float) / best / 1e9;
+}
+
+}  // namespace roofline
+}  // namespace llmfs
