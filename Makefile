@@ -1,5 +1,6 @@
 # LLMFS: the two commands a newcomer needs are `make lab` and `make test` (see README.md).
 SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 .DEFAULT_GOAL := help
 
 PYTHON ?= python3
@@ -14,10 +15,12 @@ VENDOR := build/vendor
 # reveal.js slides that work offline: these pinned npm packages are copied into $(VENDOR).
 NPM_VENDOR := reveal.js@4.0.2 requirejs@2.3.7 jquery@2.2.4 mathjax@2.7.7
 PYTEST := $(PY) -m pytest -p no:langsmith_plugin
+# pip's noise about local package folders that some machines configure but do not have
+QUIET_PIP := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 # Jupyter refuses to run as root unless told (containers, CI).
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: help setup lab test unit notebooks assets install slides bench sanitize clean
+.PHONY: help setup lab test unit notebooks assets install slides bench bench-train bench-mlp sanitize clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -26,11 +29,11 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.requirements: requirements.txt constraints.txt | $(PY)
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements.txt $(QUIET_PIP)
 	@touch $@
 
 $(VENV)/.llmfs: $(VENV)/.requirements pyproject.toml $(CPP_SOURCES)
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e . $(QUIET_PIP)
 	$(PY) -m ipykernel install --sys-prefix --name llmfs --display-name "Python 3 (llmfs)" > /dev/null
 	@touch $@
 
@@ -69,6 +72,12 @@ slides: setup  ## execute every notebook (FAST) and render offline reveal.js sli
 
 bench: install  ## print each kernel's speed and its ratio to a baseline measured in the same run
 	$(PY) -m llmfs.bench
+
+bench-train: setup  ## the course trainer against nanoGPT's recipe on the King James text (CPU, ~4 min)
+	$(PY) -m llmfs.bench_train $(BENCH_ARGS)
+
+bench-mlp: setup  ## FULL training time of the NumPy MLP of 01CB/03 on this machine
+	$(PY) -m llmfs.bench_mlp
 
 sanitize:  ## build the C++ module with ASan+UBSan and run the kernel tests under it
 	bash cpp_kernels/sanitize.sh

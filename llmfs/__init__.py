@@ -6,6 +6,11 @@ Each module holds one idea and is built, in front of the learner, in a notebook 
 - ``llmfs.assets``  the registry of every external file, fetched offline-safely and hash-checked
 - ``llmfs.data``    loaders for the course's datasets (MNIST, King James text, ...)
 - ``llmfs.kernels`` the C++ inference kernels (pybind11), see ``cpp_kernels/``
+- ``llmfs.plots``   shared figures (image grids, learning curves, confusion matrices)
+- 01CB: ``engine`` (scalar autograd), ``mlp_numpy``, ``classifier`` (a PyTorch training loop), ``numpy_conv``
+- 02PT: ``attention``, ``rope``, ``transformer``, ``tokenizers``, ``gpt``, ``llama``, ``train``,
+  ``checkpoint``, ``decoding``
+- benchmarks: ``bench`` (kernels), ``bench_mlp``, ``bench_train``
 """
 
 from llmfs.config import FAST, REPO_URL, device, progress, seed_everything, setup
