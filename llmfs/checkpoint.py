@@ -1,0 +1,168 @@
+"""Training checkpoints: one safetensors file with everything needed to resume, written atomically.
+
+    save_checkpoint("out/ckpt.safetensors", model, optimizer, step=500, generators={"data": g})
+    state = load_checkpoint("out/ckpt.safetensors", model, optimizer, generators={"data": g})
+    state["step"]  # -> 500; the run continues exactly where it stopped
+
+What goes in (tensors under a prefix, everything else as JSON in the file's text metadata):
+- ``model/<name>``    every parameter and buffer; a tensor shared by two names (tied weights) is stored
+                      once and the other name recorded as an alias;
+- ``optim/<i>/<key>`` AdamW's moments ``exp_avg``, ``exp_avg_sq`` and ``step`` of parameter ``i``;
+                      the param groups (lr, betas, weight decay...) go in the metadata;
+- ``rng/...``         the random states of torch (CPU and CUDA), NumPy, Python, and of any named
+                      ``torch.Generator`` (the batch sampler's), so that dropout and batches repeat.
+
+"Atomically" means a crash never leaves a half-written checkpoint: the bytes go to a temporary file
+in the same folder, are flushed to disk, and ``os.replace`` swaps it in (a rename is atomic).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save as safetensors_bytes
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain model inside ``DistributedDataParallel`` (``.module``) and ``torch.compile`` (``._orig_mod``)."""
+    while True:
+        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        if inner is None:
+            return model
+        model = inner
+
+
+def _model_tensors(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """State dict with every shared tensor kept once: (tensors, {alias: name it shares storage with})."""
+    tensors, aliases, seen = {}, {}, {}
+    for name, t in unwrap(model).state_dict().items():
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.dtype)
+        if key in seen:
+            aliases[name] = seen[key]
+        else:
+            seen[key] = name
+            tensors[f"model/{name}"] = t.detach().contiguous().cpu()
+    return tensors, aliases
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for i, state in sd["state"].items():
+        for key, value in state.items():
+            if torch.is_tensor(value):
+                tensors[f"optim/{i}/{key}"] = value.detach().contiguous().cpu()
+            else:
+                scalars.setdefault(str(i), {})[key] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _rng_tensors(generators: dict[str, torch.Generator]) -> tuple[dict[str, torch.Tensor], dict]:
+    tensors = {"rng/torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng/cuda/{i}"] = s
+    for name, g in generators.items():
+        tensors[f"rng/gen/{name}"] = g.get_state()
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    meta = {"python": random.getstate(), "numpy": [kind, keys.tolist(), pos, has_gauss, gauss]}
+    return tensors, meta
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    step: int = 0,
+    generators: dict[str, torch.Generator] | None = None,
+    extra: dict | None = None,
+) -> Path:
+    """Write model, optimizer, ``step``, every RNG state and ``extra`` (JSON-able) to ``path``, atomically."""
+    path = Path(path)
+    tensors, aliases = _model_tensors(model)
+    optim_meta = None
+    if optimizer is not None:
+        t, optim_meta = _optimizer_tensors(optimizer)
+        tensors.update(t)
+    t, rng_meta = _rng_tensors(generators or {})
+    tensors.update(t)
+    metadata = {
+        "format": "llmfs-checkpoint-1",
+        "step": str(step),
+        "aliases": json.dumps(aliases),
+        "optimizer": json.dumps(optim_meta),
+        "rng": json.dumps(rng_meta),
+        "extra": json.dumps(extra or {}),
+    }
+    data = safetensors_bytes(tensors, metadata=metadata)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())  # the bytes are on disk before the rename makes them visible
+        os.replace(tmp, path)  # atomic: readers see the old file or the new one, never half of one
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _as_tuples(group: dict) -> dict:
+    """JSON turned the tuple ``betas`` into a list; give the optimizer its tuple back."""
+    return {k: tuple(v) if k == "betas" else v for k, v in group.items()}
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    generators: dict[str, torch.Generator] | None = None,
+    restore_rng: bool = True,
+) -> dict:
+    """Load what ``save_checkpoint`` wrote into ``model`` (and ``optimizer``, ``generators``, the global
+    RNGs). Returns ``{"step": int, "extra": dict}``."""
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    if meta.get("format") != "llmfs-checkpoint-1":
+        raise ValueError(f"{path} is not an llmfs checkpoint")
+
+    state = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
+    for alias, name in json.loads(meta["aliases"]).items():
+        state[alias] = state[name]
+    unwrap(model).load_state_dict(state, strict=True)
+
+    if optimizer is not None:
+        optim_meta = json.loads(meta["optimizer"])
+        if optim_meta is None:
+            raise ValueError(f"{path} holds no optimizer state")
+        per_param: dict[int, dict] = {}
+        for k, v in tensors.items():
+            if k.startswith("optim/"):
+                _, i, key = k.split("/", 2)
+                per_param.setdefault(int(i), {})[key] = v
+        for i, scalars in optim_meta["scalars"].items():
+            per_param.setdefault(int(i), {}).update(scalars)
+        optimizer.load_state_dict({"state": per_param,
+                                   "param_groups": [_as_tuples(g) for g in optim_meta["param_groups"]]})
+
+    if restore_rng:
+        rng = json.loads(meta["rng"])
+        torch.set_rng_state(tensors["rng/torch"])
+        cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng/cuda/"))]
+        if cuda and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(cuda)
+        v, internal, gauss = rng["python"]
+        random.setstate((v, tuple(internal), gauss))
+        kind, keys, pos, has_gauss, cached = rng["numpy"]
+        np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    for name, g in (generators or {}).items():
+        g.set_state(tensors[f"rng/gen/{name}"])
+    return {"step": int(meta["step"]), "extra": json.loads(meta["extra"])}

@@ -1,0 +1,160 @@
+"""Decoding: from next-token logits to text. Greedy, sampling (temperature, top-k, top-p), repetition
+penalty and beam search, each written to give the same tokens as ``transformers``' ``generate``.
+
+    ids = greedy(model, prompt, max_new_tokens=50)
+    ids = sample(model, prompt, 50, temperature=0.8, top_k=40, top_p=0.95, repetition_penalty=1.2)
+    ids = beam_search(model, prompt, 50, num_beams=4, eos_token_id=0)
+
+``model`` is any callable from token ids (B, T) to logits (B, T, V): ``llmfs.gpt.GPT``, or
+``lambda ids: hf_model(ids).logits``. ``prompt`` is (B, T) int64 (beam search: B = 1). Every step
+recomputes the whole sequence (no KV cache: that is the inference series' subject); the context is cut
+to the model's ``block_size`` when it has one.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+Model = Callable[[torch.Tensor], torch.Tensor]
+
+
+# ---------------------------------------------------------------------------------------- logits processors
+# Each takes logits (B, V) and returns new logits (B, V); a removed token gets -inf.
+
+
+def apply_repetition_penalty(logits: torch.Tensor, ids: torch.Tensor, penalty: float) -> torch.Tensor:
+    """CTRL's penalty (Keskar et al., 2019) on every token already in ``ids`` (B, T): a positive logit is
+    divided by ``penalty``, a negative one multiplied, so the token always becomes less likely."""
+    seen = torch.gather(logits, 1, ids)
+    seen = torch.where(seen < 0, seen * penalty, seen / penalty)
+    return logits.scatter(1, ids, seen)
+
+
+def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the ``k`` largest logits of each row (and any tied with the k-th)."""
+    kth = torch.topk(logits, min(k, logits.size(-1))).values[..., -1:]
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Nucleus filter (Holtzman et al., 2020): keep the smallest set of most likely tokens whose
+    probabilities sum to at least ``p``; the most likely token is always kept."""
+    sorted_logits, order = torch.sort(logits, descending=False)
+    cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)  # ascending: the tail's mass comes first
+    remove = cum <= (1 - p)  # the unlikely tail whose total mass is at most 1 - p
+    remove[..., -1] = False
+    return logits.masked_fill(remove.scatter(1, order, remove), float("-inf"))
+
+
+def process_logits(logits: torch.Tensor, ids: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+                   top_p: float | None = None, repetition_penalty: float = 1.0) -> torch.Tensor:
+    """The processors in ``transformers``' order: repetition penalty, temperature, top-k, top-p."""
+    if repetition_penalty != 1.0:
+        logits = apply_repetition_penalty(logits, ids, repetition_penalty)
+    if temperature != 1.0:
+        logits = logits / temperature
+    if top_k:
+        logits = top_k_filter(logits, top_k)
+    if top_p is not None and top_p < 1.0:
+        logits = top_p_filter(logits, top_p)
+    return logits
+
+
+# ---------------------------------------------------------------------------------------- greedy and sampling
+
+
+def next_token_logits(model: Model, ids: torch.Tensor) -> torch.Tensor:
+    """Logits (B, V) of the token after ``ids`` (B, T), in float32; the context is cut to block_size."""
+    block_size = getattr(getattr(model, "config", None), "block_size", None)
+    if block_size is not None:
+        ids = ids[:, -block_size:]
+    return model(ids)[:, -1, :].float()
+
+
+@torch.no_grad()
+def generate(model: Model, ids: torch.Tensor, max_new_tokens: int, do_sample: bool = False,
+             temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+             repetition_penalty: float = 1.0, eos_token_id: int | None = None,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+    """Append up to ``max_new_tokens`` tokens to ``ids`` (B, T) -> (B, T + n).
+
+    Greedy (``do_sample=False``) takes the argmax of the processed logits; sampling draws from their
+    softmax. A row that emits ``eos_token_id`` is finished: it is padded with eos until every row is.
+    """
+    unfinished = torch.ones(ids.size(0), dtype=torch.bool, device=ids.device)
+    for _ in range(max_new_tokens):
+        logits = process_logits(next_token_logits(model, ids), ids, temperature if do_sample else 1.0,
+                                top_k if do_sample else None, top_p if do_sample else None, repetition_penalty)
+        if do_sample:
+            nxt = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1, generator=generator).squeeze(1)
+        else:
+            nxt = logits.argmax(dim=-1)
+        if eos_token_id is not None:
+            nxt = torch.where(unfinished, nxt, eos_token_id)
+            unfinished &= nxt != eos_token_id
+        ids = torch.cat([ids, nxt[:, None]], dim=1)
+        if not unfinished.any():
+            break
+    return ids
+
+
+def greedy(model: Model, ids: torch.Tensor, max_new_tokens: int, **kwargs) -> torch.Tensor:
+    """Always the most likely next token (kwargs: repetition_penalty, eos_token_id)."""
+    return generate(model, ids, max_new_tokens, do_sample=False, **kwargs)
+
+
+def sample(model: Model, ids: torch.Tensor, max_new_tokens: int, **kwargs) -> torch.Tensor:
+    """Draw each token from the processed distribution (kwargs: temperature, top_k, top_p,
+    repetition_penalty, eos_token_id, generator)."""
+    return generate(model, ids, max_new_tokens, do_sample=True, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------- beam search
+
+
+@torch.no_grad()
+def beam_search(model: Model, ids: torch.Tensor, max_new_tokens: int, num_beams: int = 4,
+                length_penalty: float = 1.0, eos_token_id: int | None = None,
+                early_stopping: bool | str = False) -> torch.Tensor:
+    """The most likely continuation found by keeping the ``num_beams`` best partial sequences.
+
+    ids: (1, T) -> (1, T + n). A sequence is scored by its summed log-probability; a finished one
+    (it emitted eos, or reached ``max_new_tokens``) by that sum / (generated length) ** length_penalty.
+    Stops when no running beam can beat the worst of ``num_beams`` finished ones (``early_stopping``
+    False, the default), as soon as ``num_beams`` are finished (True), or never before the end ("never").
+    """
+    if ids.size(0) != 1:
+        raise ValueError("beam_search decodes one prompt at a time: ids must be (1, T)")
+    beams = ids.repeat(num_beams, 1)  # (K, T): K copies of the prompt...
+    scores = torch.full((num_beams,), -1e9, device=ids.device)
+    scores[0] = 0.0  # ...of which only the first is alive, so step 1 does not pick one token K times
+    finished: list[tuple[float, torch.Tensor]] = []  # (score, sequence), the best num_beams so far
+    for step in range(max_new_tokens):
+        length = step + 1  # tokens generated, counting the one chosen now
+        logp = F.log_softmax(next_token_logits(model, beams), dim=-1)  # (K, V)
+        vocab = logp.size(-1)
+        # every (beam, token) continuation, scored; keep 2K so that K survive even if K end in eos
+        cand_scores, cand = (scores[:, None] + logp).view(-1).topk(2 * num_beams)
+        seqs = torch.cat([beams[cand // vocab], (cand % vocab)[:, None]], dim=1)  # (2K, T + length)
+        done = (cand % vocab == eos_token_id) if eos_token_id is not None else torch.zeros_like(cand, dtype=torch.bool)
+        if step == max_new_tokens - 1:
+            done[:] = True
+        for i in range(num_beams):  # only the K best candidates may finish (as in transformers)
+            if done[i]:
+                finished.append((float(cand_scores[i] / length ** length_penalty), seqs[i]))
+        finished = sorted(finished, key=lambda f: -f[0])[:num_beams]
+        alive = (~done).nonzero().squeeze(1)[:num_beams]
+        if len(alive) == 0:
+            break
+        beams, scores = seqs[alive], cand_scores[alive]
+        if len(finished) == num_beams:
+            if early_stopping is True:
+                break
+            # could the best running beam still beat the worst finished one?
+            best_length = max_new_tokens if early_stopping == "never" and length_penalty > 0 else length
+            if float(scores[0] / best_length ** length_penalty) <= finished[-1][0]:
+                break
+    return finished[0][1][None, :]

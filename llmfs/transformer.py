@@ -1,0 +1,178 @@
+"""The original Transformer (Vaswani et al., 2017): an encoder-decoder, post-norm, sinusoidal positions.
+
+    model = Transformer(src_vocab=40, tgt_vocab=13, d_model=128, n_heads=4, n_layers=3)
+    logits = model(src, tgt_in)           # src (B, S), tgt_in (B, T) token ids -> (B, T, tgt_vocab)
+    greedy_decode(model, src, bos_id=1, eos_id=2, max_len=12)   # -> list of token lists
+    beam_search(model, src, bos_id=1, eos_id=2, max_len=12, beam_size=4)
+
+Token id ``pad_id`` (0 by default) is padding in both languages. Layers name their parts like
+``torch.nn.TransformerEncoderLayer`` / ``DecoderLayer`` do; ``load_torch_layer`` copies those weights.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from llmfs.attention import MultiHeadAttention, causal_mask, padding_mask
+
+
+def sinusoidal_positions(max_len: int, d_model: int, base: float = 10000.0) -> torch.Tensor:
+    """(max_len, d_model): PE[p, 2i] = sin(p / base^(2i/d)), PE[p, 2i+1] = cos(p / base^(2i/d))."""
+    if d_model % 2:
+        raise ValueError(f"d_model must be even, got {d_model}")
+    inv_freq = base ** (-torch.arange(0, d_model, 2, dtype=torch.float32) / d_model)  # (d/2,)
+    angles = torch.arange(max_len, dtype=torch.float32)[:, None] * inv_freq  # (max_len, d/2)
+    pe = torch.empty(max_len, d_model)
+    pe[:, 0::2], pe[:, 1::2] = angles.sin(), angles.cos()
+    return pe
+
+
+class EncoderLayer(nn.Module):
+    """x = LayerNorm(x + SelfAttention(x)); x = LayerNorm(x + FeedForward(x))."""
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float = 0.1):
+        super().__init__()
+        self.self_attn = MultiHeadAttention(d_model, n_heads, dropout)
+        self.linear1, self.linear2 = nn.Linear(d_model, d_ff), nn.Linear(d_ff, d_model)
+        self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, S, d_model); mask: bool, broadcastable to (B, heads, S, S)."""
+        x = self.norm1(x + self.dropout(self.self_attn(x, mask=mask)))
+        return self.norm2(x + self.dropout(self.linear2(self.dropout(F.relu(self.linear1(x))))))
+
+
+class DecoderLayer(nn.Module):
+    """Masked self-attention, then cross-attention to the encoder's output, then feed-forward."""
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float = 0.1):
+        super().__init__()
+        self.self_attn = MultiHeadAttention(d_model, n_heads, dropout)
+        self.cross_attn = MultiHeadAttention(d_model, n_heads, dropout)
+        self.linear1, self.linear2 = nn.Linear(d_model, d_ff), nn.Linear(d_ff, d_model)
+        self.norm1, self.norm2, self.norm3 = (nn.LayerNorm(d_model) for _ in range(3))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, y: torch.Tensor, memory: torch.Tensor, tgt_mask: torch.Tensor | None = None,
+                memory_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """y: (B, T, d_model), memory: (B, S, d_model); tgt_mask (.., T, T), memory_mask (.., T or 1, S)."""
+        y = self.norm1(y + self.dropout(self.self_attn(y, mask=tgt_mask)))
+        y = self.norm2(y + self.dropout(self.cross_attn(y, memory, mask=memory_mask)))
+        return self.norm3(y + self.dropout(self.linear2(self.dropout(F.relu(self.linear1(y))))))
+
+
+@torch.no_grad()
+def load_torch_layer(ours: nn.Module, theirs: nn.Module) -> nn.Module:
+    """Copy a ``torch.nn.TransformerEncoderLayer`` / ``DecoderLayer`` (post-norm, ReLU) into ours."""
+    ours.self_attn.load_torch(theirs.self_attn)
+    if hasattr(theirs, "multihead_attn"):
+        ours.cross_attn.load_torch(theirs.multihead_attn)
+    for name in ("linear1", "linear2", "norm1", "norm2", "norm3"):
+        if hasattr(theirs, name):
+            getattr(ours, name).load_state_dict(getattr(theirs, name).state_dict())
+    return ours
+
+
+class Transformer(nn.Module):
+    def __init__(self, src_vocab: int, tgt_vocab: int, d_model: int = 128, n_heads: int = 4,
+                 n_layers: int = 3, d_ff: int = 512, dropout: float = 0.1, max_len: int = 256,
+                 pad_id: int = 0):
+        super().__init__()
+        self.d_model, self.pad_id = d_model, pad_id
+        self.src_emb, self.tgt_emb = nn.Embedding(src_vocab, d_model), nn.Embedding(tgt_vocab, d_model)
+        self.register_buffer("pe", sinusoidal_positions(max_len, d_model), persistent=False)
+        self.dropout = nn.Dropout(dropout)
+        self.encoder = nn.ModuleList(EncoderLayer(d_model, n_heads, d_ff, dropout) for _ in range(n_layers))
+        self.decoder = nn.ModuleList(DecoderLayer(d_model, n_heads, d_ff, dropout) for _ in range(n_layers))
+        self.generator = nn.Linear(d_model, tgt_vocab)  # the pre-softmax projection
+        for p in self.parameters():
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
+
+    def embed(self, emb: nn.Embedding, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids -> (B, T, d_model): embedding * sqrt(d_model) + position (section 3.4 of the paper)."""
+        return self.dropout(emb(tokens) * math.sqrt(self.d_model) + self.pe[: tokens.size(1)])
+
+    def encode(self, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """src (B, S) -> memory (B, S, d_model) and its padding mask (B, 1, 1, S)."""
+        src_mask = padding_mask(src, self.pad_id)
+        x = self.embed(self.src_emb, src)
+        for layer in self.encoder:
+            x = layer(x, src_mask)
+        return x, src_mask
+
+    def decode(self, tgt: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
+        """tgt (B, T) ids so far -> logits (B, T, tgt_vocab); position t sees tgt[:, :t+1] only.
+
+        Target padding comes after the real tokens, so the causal mask already hides it."""
+        y = self.embed(self.tgt_emb, tgt)
+        for layer in self.decoder:
+            y = layer(y, memory, causal_mask(tgt.size(1), tgt.device), src_mask)
+        return self.generator(y)
+
+    def forward(self, src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing: tgt is the target shifted right (BOS first); returns (B, T, tgt_vocab)."""
+        memory, src_mask = self.encode(src)
+        return self.decode(tgt, memory, src_mask)
+
+
+def _strip(seq: list[int], eos_id: int) -> list[int]:
+    """The tokens before the first EOS."""
+    return seq[: seq.index(eos_id)] if eos_id in seq else seq
+
+
+@torch.no_grad()
+def greedy_decode(model: Transformer, src: torch.Tensor, bos_id: int, eos_id: int, max_len: int) -> list[list[int]]:
+    """The most likely next token, one step at a time, for a batch src (B, S). Returns B token lists
+    (BOS and EOS removed)."""
+    memory, src_mask = model.encode(src)
+    ys = torch.full((src.size(0), 1), bos_id, dtype=torch.long, device=src.device)
+    for _ in range(max_len):
+        next_token = model.decode(ys, memory, src_mask)[:, -1].argmax(-1)  # (B,)
+        ys = torch.cat([ys, next_token[:, None]], dim=1)
+        if (ys == eos_id).any(dim=1).all():
+            break
+    return [_strip(row, eos_id) for row in ys[:, 1:].tolist()]
+
+
+@torch.no_grad()
+def beam_search(model: Transformer, src: torch.Tensor, bos_id: int, eos_id: int, max_len: int,
+                beam_size: int = 4, alpha: float = 0.0) -> list[list[int]]:
+    """Keep the ``beam_size`` most likely prefixes at every step, for each row of src (B, S).
+
+    A hypothesis is scored by its total log-probability divided by length**alpha (alpha = 0: no
+    length normalisation). Returns the best finished hypothesis of each row (BOS and EOS removed).
+    """
+    return [_beam_search_one(model, s[None], bos_id, eos_id, max_len, beam_size, alpha) for s in src]
+
+
+def _beam_search_one(model, src, bos_id, eos_id, max_len, beam_size, alpha) -> list[int]:
+    memory, src_mask = model.encode(src)  # (1, S, d), (1, 1, 1, S)
+    beams = torch.full((1, 1), bos_id, dtype=torch.long, device=src.device)  # (k, t) alive prefixes
+    scores = torch.zeros(1, device=src.device)  # (k,) their log-probabilities
+    finished: list[tuple[float, list[int]]] = []  # (normalised score, tokens)
+    for step in range(1, max_len + 1):
+        k = beams.size(0)
+        logp = model.decode(beams, memory.expand(k, -1, -1), src_mask.expand(k, -1, -1, -1))[:, -1].log_softmax(-1)
+        cand = (scores[:, None] + logp).flatten()  # (k * vocab,) every one-token extension
+        top = cand.topk(min(2 * beam_size, cand.numel()))  # enough to keep beam_size alive after EOS
+        alive, alive_scores = [], []
+        for score, idx in zip(top.values.tolist(), top.indices.tolist()):
+            prefix, token = beams[idx // logp.size(1)], idx % logp.size(1)
+            if token == eos_id:
+                finished.append((score / step ** alpha, prefix[1:].tolist()))
+            elif len(alive) < beam_size:
+                alive.append(torch.cat([prefix, prefix.new_tensor([token])]))
+                alive_scores.append(score)
+        best_alive = max(alive_scores, default=-math.inf)
+        if not alive or (alpha == 0 and finished and max(f[0] for f in finished) >= best_alive):
+            break  # log-probabilities only fall: no alive prefix can beat the best finished one
+        beams, scores = torch.stack(alive), torch.tensor(alive_scores, device=src.device)
+    if not finished:  # nothing ended within max_len: return the best unfinished prefix
+        finished = [(s / max_len ** alpha, b[1:].tolist()) for s, b in zip(scores.tolist(), beams)]
+    return max(finished, key=lambda f: f[0])[1]
