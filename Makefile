@@ -56,8 +56,10 @@ lab: setup  ## set up, then open the course in JupyterLab
 	$(PY) -m jupyter lab $(ALLOW_ROOT) $(LAB_ARGS)
 
 # The tests run with the network cut off (tests/offline.sh), proving that nothing downloads after setup.
+# One BLAS/torch thread per notebook: FAST sizes are small, and two threads fighting over 2 cores were
+# measured 2-10x slower on a busy machine.
 test: setup  ## set up, then run the unit tests and every notebook (FAST mode), offline
-	@LLMFS_FAST=1 sh tests/offline.sh $(PYTEST) -q tests $(SERIES) assets/template.ipynb \
+	@OMP_NUM_THREADS=1 LLMFS_FAST=1 sh tests/offline.sh $(PYTEST) -q tests $(SERIES) assets/template.ipynb \
 	  --nbval --nbval-current-env --nbval-cell-timeout=600 $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)"; rc=0; fi; exit $$rc
 
@@ -65,7 +67,7 @@ unit: install  ## only the unit tests
 	LLMFS_FAST=1 $(PYTEST) -q tests $(PYTEST_ARGS)
 
 notebooks: setup  ## only the notebooks (FAST mode)
-	LLMFS_FAST=1 $(PYTEST) -q $(SERIES) --nbval --nbval-current-env --nbval-cell-timeout=600 $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 LLMFS_FAST=1 $(PYTEST) -q $(SERIES) --nbval --nbval-current-env --nbval-cell-timeout=600 $(PYTEST_ARGS)
 
 slides: setup  ## execute every notebook (FAST) and render offline reveal.js slides into build/slides
 	LLMFS_FAST=1 $(PY) -m llmfs.slides $(SERIES) --out build/slides --vendor $(VENDOR)
