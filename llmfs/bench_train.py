@@ -78,7 +78,7 @@ def eval_seconds(cfg: TrainConfig, data_dir: str) -> float:
 
 def run(cfg: TrainConfig, started: float) -> dict:
     """Train and evaluate; the wall time counts from ``started`` (perf_counter) plus importing torch."""
-    result = train(cfg)
+    result = train(cfg, quiet=True)
     wall = time.perf_counter() - started + STARTUP
     steps = len(result.history["iter"])
     return {"val": result.val_loss, "wall": wall, "steps": steps,
@@ -106,9 +106,11 @@ def main(argv: list[str] | None = None) -> int:
           f"validation tokens (the same batches for both sides)")
     rows = [("nanoGPT, recorded (course notes)", recorded_loss, recorded_wall, recorded_what)]
     if args.side in ("both", "reference"):
+        print("running nanoGPT's recipe ...", flush=True)
         r = run(reference, time.perf_counter())
         rows.append(("nanoGPT's recipe, this trainer", r["val"], r["wall"], f"{r['steps']} steps, {r['tokens']:,} tokens"))
     if args.side in ("both", "course"):
+        print("running the course recipe ...", flush=True)
         started = time.perf_counter()
         reserve = eval_seconds(course, data_dir) * 1.2 + 1.0  # the final evaluation must fit in the budget too
         spent = STARTUP + time.perf_counter() - started

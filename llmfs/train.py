@@ -66,24 +66,6 @@ class CharTokenizer:
         return "".join(self.itos[int(i)] for i in ids)
 
 
-def gpt2_tokenizer():
-    """GPT-2's BPE (50,257 tokens) built offline from its original files: ``.encode`` / ``.decode``."""
-    try:
-        from llmfs.tokenizers import gpt2_tokenizer as course_gpt2  # 04_tokenization's version
-        return course_gpt2()
-    except ImportError:
-        import tiktoken
-        from tiktoken.load import data_gym_to_mergeable_bpe_ranks
-        from tiktoken_ext.openai_public import r50k_pat_str
-
-        from llmfs.data import gpt2_bpe_files
-
-        encoder_json, vocab_bpe = gpt2_bpe_files()
-        ranks = data_gym_to_mergeable_bpe_ranks(str(vocab_bpe), str(encoder_json))
-        return tiktoken.Encoding("gpt2", pat_str=r50k_pat_str, mergeable_ranks=ranks,
-                                 special_tokens={"<|endoftext|>": 50256})
-
-
 def prepare_data(text: str, out_dir: str | os.PathLike, encode: Callable[[str], list[int]], vocab_size: int,
                  val_fraction: float = 0.1, meta: dict | None = None) -> Path:
     """Tokenize ``text`` and write the first (1 - val_fraction) to ``train.bin``, the rest to ``val.bin``.
@@ -119,6 +101,8 @@ def prepare_kjv(tokenizer: str = "char", root: str | os.PathLike | None = None) 
         tok = CharTokenizer.from_text(text)
         prepare_data(text, tmp, tok.encode, tok.vocab_size, meta={"tokenizer": "char", "itos": tok.itos})
     elif tokenizer == "gpt2":
+        from llmfs.tokenizers import gpt2_tokenizer  # 04_tokenization's BPE: the same ids as tiktoken's gpt2
+
         prepare_data(text, tmp, gpt2_tokenizer().encode, 50257, meta={"tokenizer": "gpt2"})
     else:
         raise ValueError(f"unknown tokenizer {tokenizer!r}: 'char' or 'gpt2'")
