@@ -14,7 +14,7 @@ CPP_SOURCES := $(shell find cpp_kernels -name '*.cpp' -o -name '*.h' -o -name 'C
 VENDOR := build/vendor
 # reveal.js slides that work offline: these pinned npm packages are copied into $(VENDOR).
 NPM_VENDOR := reveal.js@4.0.2 requirejs@2.3.7 jquery@2.2.4 mathjax@2.7.7
-PYTEST := $(PY) -m pytest -p no:langsmith_plugin --ignore-glob='*/drafts/*'
+PYTEST := $(PY) -m pytest -p no:langsmith_plugin
 # pip's noise about local package folders that some machines configure but do not have
 QUIET_PIP := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 # Jupyter refuses to run as root unless told (containers, CI).

@@ -161,6 +161,7 @@ def describe(nb_path: Path) -> tuple[str, str]:
     title = re.match(r"^# +(.+)$", first, re.M).group(1).strip()
     story = next(p for p in first.split("\n\n")[1:] if len(p.strip()) >= 150 and not p.lstrip().startswith(("[!", "#")))
     sentence = re.split(r"(?<=[.!?])\s", " ".join(story.split()), maxsplit=1)[0]
+    sentence = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", sentence)  # links are relative to the notebook: keep the text
     return title, sentence
 
 
