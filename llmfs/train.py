@@ -155,6 +155,7 @@ class TrainConfig:
     n_embd: int = 128
     block_size: int = 64
     dropout: float = 0.0
+    gelu: str = "tanh"  # GELU's approximation: 'tanh' (GPT-2's) or 'none' (exact erf; faster on CPU)
     # optimisation; tokens per step = batch_size * block_size * grad_accum * world_size
     batch_size: int = 12  # sequences per micro-step, per process
     grad_accum: int = 1  # micro-steps whose gradients are summed before one optimizer step
@@ -282,7 +283,7 @@ def train(cfg: TrainConfig, model: nn.Module | None = None, quiet: bool = False)
     meta = read_meta(cfg.data_dir)
     if model is None:
         model = GPT(GPTConfig(vocab_size=meta["vocab_size"], block_size=cfg.block_size, n_layer=cfg.n_layer,
-                              n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout))
+                              n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout, gelu=cfg.gelu))
     model.to(device)
     optimizer = configure_optimizer(model, cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2), device_type)
     torch.manual_seed(cfg.seed + rank)  # dropout differs between processes

@@ -36,3 +36,14 @@ def test_rope_scores_depend_only_on_distance():
 
     assert abs(score(5, 2) - score(40, 37)) < 1e-4
     assert abs(score(5, 2) - score(5, 3)) > 1e-3
+
+
+@pytest.mark.parametrize("gelu", ["tanh", "none"])
+def test_mlp_uses_the_chosen_gelu(gelu):
+    from llmfs.gpt import MLP
+
+    mlp = MLP(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8, gelu=gelu))
+    x = torch.randn(2, 3, 8)
+    ref = mlp.c_proj(torch.nn.GELU(approximate=gelu)(mlp.c_fc(x)))
+    other = mlp.c_proj(torch.nn.GELU(approximate="none" if gelu == "tanh" else "tanh")(mlp.c_fc(x)))
+    assert torch.equal(mlp(x), ref) and not torch.equal(mlp(x), other)
