@@ -13,7 +13,8 @@ that final evaluation; preparing the token files is done once beforehand and not
 The *reference* side is nanoGPT's recipe reproduced with this trainer (fixed number of steps, its
 periodic evaluations). The *course* side is the recipe the course recommends for the same wall-clock
 budget: a smaller model that sees more tokens, a cosine schedule that runs on time and ends exactly
-at the budget, a higher learning rate, no evaluation until the end. nanoGPT's own numbers, recorded on the course machines, are printed too.
+at the budget, a higher learning rate, no evaluation until the end. nanoGPT's own numbers, recorded
+on the course machines, are printed too.
 """
 
 from __future__ import annotations

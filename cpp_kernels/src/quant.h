@@ -222,7 +222,7 @@ float dot_blocks_scalar(const uint8_t* w, const QuantizedVector& x, int64_t b0) 
 //
 // Memory: the weights are read once, front to back, and one core only reaches DRAM bandwidth
 // with several independent streams in flight. So 4 rows far apart (i, i+n, i+2n, i+3n) are
-// walked together, each with software prefetch ~4-6 KiB ahead: 4 sequential streams in 4
+// walked together, each with software prefetch a few KiB ahead: 4 sequential streams in 4
 // different pages, like 4 readers. (4 adjacent rows were slower: one stream, one page.)
 // The rows go in pairs that share every load of x, which saves load slots.
 // How far ahead to prefetch, in groups: 24 x 272 bytes for Q8_0, 12 x 144 for Q4_0. Measured on a
