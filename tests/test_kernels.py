@@ -143,13 +143,14 @@ def special_rows() -> np.ndarray:
         np.linspace(-1, 1, 32) ** 3,
         np.r_[np.full(31, 0.25), -1.0],  # the largest magnitude is negative
         np.r_[np.full(16, 1.0), np.full(16, -1.0)],
+        np.r_[127.0, -126.5, np.arange(30) - 14.5],  # Q8_0: d = 1 exactly, so every x/d is a tie
     ]
     return np.array(rows, dtype=np.float32)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("rows,cols", QUANT_SHAPES)
-def test_quantize_is_byte_identical_to_ggml(fmt, rows, cols):
+def test_quantize_is_byte_identical_to_ggml(path, fmt, rows, cols):
     quantize, dequantize, _, qtype, nbytes = FORMATS[fmt]
     rng = np.random.default_rng(rows * 7 + cols)
     w = rand(rng, rows, cols, scale=rng.uniform(0.01, 100))
@@ -160,13 +161,27 @@ def test_quantize_is_byte_identical_to_ggml(fmt, rows, cols):
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_quantize_rounding_rules_on_special_blocks(fmt):
+def test_quantize_rounding_rules_on_special_blocks(path, fmt):
     quantize, dequantize, _, qtype, _ = FORMATS[fmt]
     w = special_rows()
     assert np.array_equal(quantize(w), gguf_quants.quantize(w, qtype))
     w2 = w.reshape(1, -1)  # the same blocks as one long row
     assert np.array_equal(quantize(w2), gguf_quants.quantize(w2, qtype))
     assert np.array_equal(dequantize(quantize(w), 32), gguf_quants.dequantize(quantize(w), qtype))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([1e-30, 1e-3, 1.0, 127.0, 6e4]))
+def test_fast_q8_0_quantizer_gives_the_reference_bytes(seed, scale):
+    """The AVX2 quantizer (also used for x in matvec_*) rounds exactly like the scalar reference,
+    ties included: the first row's blocks have d = 1, so their half-integers are exact ties."""
+    rng = np.random.default_rng(seed)
+    w = rand(rng, 3, 96, scale=scale)
+    w[0] = np.round(rng.uniform(-127, 127, 96) * 2) / 2
+    w[0, ::32] = 127.0
+    fast = K.quantize_q8_0(w)
+    with K.scalar_path():
+        assert np.array_equal(fast, K.quantize_q8_0(w))
 
 
 def test_quantize_error_is_within_half_a_step():

@@ -81,6 +81,15 @@ const float* fptr(const py::array& a) { return static_cast<const float*>(a.data(
 
 // ---- float32 GEMM / GEMV ----
 
+// A new (rows, cols) float32 array whose data starts on a 64-byte cache line. NumPy's own
+// allocator only promises 16 bytes; GEMM writes C in 16-float (64-byte) tile rows, and with C
+// aligned each of them is one whole cache line instead of two halves (measured: ~10% at 1024^3).
+py::array_t<float> aligned_f32(int64_t rows, int64_t cols) {
+    auto* buf = new Aligned<float>(size_t(rows * cols));  // throws std::bad_alloc -> MemoryError
+    py::capsule owner(buf, [](void* p) { delete static_cast<Aligned<float>*>(p); });
+    return py::array_t<float>({rows, cols}, buf->data, owner);
+}
+
 py::array matmul(const py::handle& a_, const py::handle& b_, int threads) {
     threads = threads_arg(threads, "matmul");
     const py::array a = f32_arg(a_, "matmul: a", 2, "2-D (M, K)");
@@ -88,7 +97,7 @@ py::array matmul(const py::handle& a_, const py::handle& b_, int threads) {
     const int64_t M = a.shape(0), K = a.shape(1), N = b.shape(1);
     require(b.shape(0) == K, "matmul: a is (M, K) = " + shape_of(a) + ", so b must be (" + std::to_string(K) +
                                  ", N), got " + shape_of(b));
-    py::array_t<float> c({M, N});
+    py::array_t<float> c = aligned_f32(M, N);
     float* out = c.mutable_data();
     const bool scalar = !use_avx2();
     py::gil_scoped_release nogil;
@@ -149,8 +158,9 @@ py::array quantize(const Format& f, const py::handle& w_) {
     finite_arg(w, fn + ": w");
     py::array_t<uint8_t> q({rows, cols / quant::QK * f.bytes});
     uint8_t* out = q.mutable_data();
+    const bool scalar = !use_avx2();
     py::gil_scoped_release nogil;
-    if (f.id == quant::Format::Q8_0) quant::quantize_q8_0(rows, cols, fptr(w), out);
+    if (f.id == quant::Format::Q8_0) quant::quantize_q8_0(rows, cols, fptr(w), out, scalar);
     else quant::quantize_q4_0(rows, cols, fptr(w), out);
     return std::move(q);
 }
@@ -251,7 +261,7 @@ py::dict cpu_features() {
     paths["matvec"] = avx2 ? "avx2_fma: 4 rows x 16 columns" : "scalar";
     paths["matvec_q8_0"] = avx2 ? "avx2: int8 maddubs, 8 blocks x 4 rows" : "scalar";
     paths["matvec_q4_0"] = avx2 ? "avx2: nibbles + int8 maddubs, 8 blocks x 4 rows" : "scalar";
-    paths["quantize"] = "scalar (ggml reference rounding)";
+    paths["quantize"] = avx2 ? "q8_0 avx2, q4_0 scalar (ggml reference rounding, same bytes)" : "scalar (ggml reference rounding)";
     paths["attention_decode"] = avx2 ? "avx2_fma: 8-wide dot/exp/axpy" : "scalar";
     py::dict d;
     d["arch"] = LLMFS_X86 ? "x86_64" : "other";

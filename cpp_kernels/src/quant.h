@@ -70,10 +70,16 @@ inline float inverse(float d) {
     return std::isfinite(id) ? id : 0.0f;
 }
 
+// No NaN or infinity in x[0..n): those have all 8 exponent bits set. (Integer ops on the bits,
+// so the compiler vectorizes the loop; std::isfinite in a loop with an early exit it does not.)
 inline bool all_finite(const float* x, int64_t n) {
-    for (int64_t i = 0; i < n; ++i)
-        if (!std::isfinite(x[i])) return false;
-    return true;
+    uint32_t bad = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        uint32_t w;
+        std::memcpy(&w, x + i, 4);
+        bad |= uint32_t((w & 0x7F800000u) == 0x7F800000u);
+    }
+    return bad == 0;
 }
 
 // ---- quantize / dequantize one block (ggml's quantize_row_*_ref, dequantize_row_*) ----
@@ -86,6 +92,46 @@ inline uint16_t quantize_block_q8_0(const float* x, int8_t* q) {
     const float id = inverse(d);
     for (int64_t j = 0; j < QK; ++j) q[j] = int8_t(std::roundf(x[j] * id));  // |x*id| <= 127
     return fp32_to_fp16(d);
+}
+
+#if LLMFS_X86
+// The same as quantize_block_q8_0, 8 values per instruction, bit for bit: the maximum is exact
+// in any order, x * id is one float multiply either way, and roundf's "halfway cases away from
+// zero" is rebuilt from truncation: v = t + f with t = trunc(v) and f = v - t (exact for
+// |v| < 2^23), then t moves one step away from zero when |f| >= 0.5.
+LLMFS_AVX2 inline uint16_t quantize_block_q8_0_avx2(const float* x, int8_t* q) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 v[4], amax8 = _mm256_setzero_ps();
+    for (int i = 0; i < 4; ++i) v[i] = _mm256_loadu_ps(x + 8 * i), amax8 = _mm256_max_ps(amax8, _mm256_andnot_ps(sign, v[i]));
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax8), _mm256_extractf128_ps(amax8, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    const float d = _mm_cvtss_f32(m) / 127.0f;
+    const __m256 id = _mm256_set1_ps(inverse(d)), half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+    __m256i n[4];
+    for (int i = 0; i < 4; ++i) {
+        const __m256 p = _mm256_mul_ps(v[i], id);
+        const __m256 t = _mm256_round_ps(p, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+        const __m256 away = _mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_sub_ps(p, t)), half, _CMP_GE_OQ);
+        const __m256 step = _mm256_and_ps(away, _mm256_or_ps(_mm256_and_ps(p, sign), one));  // +-1 or 0
+        n[i] = _mm256_cvttps_epi32(_mm256_add_ps(t, step));
+    }
+    // 32 int32 -> 32 int8 (values are in [-127, 127]: no saturation); packs work within 128-bit
+    // lanes, so the result comes out as dwords 0 4 1 5 2 6 3 7 and is put back in order.
+    const __m256i b = _mm256_packs_epi16(_mm256_packs_epi32(n[0], n[1]), _mm256_packs_epi32(n[2], n[3]));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q), _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+    return fp32_to_fp16(d);
+}
+#endif
+
+// x[0..31] -> q[0..31] with the AVX2 code when `fast` (and the CPU has it), else the reference.
+inline uint16_t quantize_block_q8_0(const float* x, int8_t* q, bool fast) {
+#if LLMFS_X86
+    if (fast) return quantize_block_q8_0_avx2(x, q);
+#else
+    (void)fast;
+#endif
+    return quantize_block_q8_0(x, q);
 }
 
 // x[0..31] -> 16 bytes of nibbles, returns the fp16 scale d.
@@ -104,9 +150,10 @@ inline uint16_t quantize_block_q4_0(const float* x, uint8_t* qs) {
 }
 
 // w (rows, cols) -> q (rows, cols/32 * 34) or (rows, cols/32 * 18) bytes. cols % 32 == 0.
-inline void quantize_q8_0(int64_t rows, int64_t cols, const float* w, uint8_t* q) {
+// (Q8_0 has an AVX2 path, used unless `scalar`; both give the same bytes.)
+inline void quantize_q8_0(int64_t rows, int64_t cols, const float* w, uint8_t* q, bool scalar) {
     for (int64_t b = 0; b < rows * cols / QK; ++b, q += Q8_0_BYTES) {
-        const uint16_t d = quantize_block_q8_0(w + b * QK, reinterpret_cast<int8_t*>(q + 2));
+        const uint16_t d = quantize_block_q8_0(w + b * QK, reinterpret_cast<int8_t*>(q + 2), !scalar);
         std::memcpy(q, &d, 2);
     }
 }
@@ -157,13 +204,13 @@ struct QuantizedVector {
     Aligned<int32_t> sum8;   // (nb/8, 8)  8 * sum, lanes in Q4_ORDER
     Aligned<float> d8;       // (nb/8, 8)  d, lanes in Q4_ORDER
 
-    QuantizedVector(const float* x, int64_t cols, Format f)
+    QuantizedVector(const float* x, int64_t cols, Format f, bool scalar)
         : nb(cols / QK), q(size_t(nb * QK)), d(size_t(nb)), sum(size_t(nb)),
           lo(size_t(f == Format::Q4_0 ? nb * QK : 0)), hi(size_t(f == Format::Q4_0 ? nb * QK : 0)),
           sum8(size_t(f == Format::Q4_0 ? nb : 0)), d8(size_t(f == Format::Q4_0 ? nb : 0)) {
         for (int64_t b = 0; b < nb; ++b) {
             int8_t* qb = q.data + b * QK;
-            d.data[b] = fp16_to_fp32(quantize_block_q8_0(x + b * QK, qb));
+            d.data[b] = fp16_to_fp32(quantize_block_q8_0(x + b * QK, qb, !scalar));
             int32_t s = 0;
             for (int64_t j = 0; j < QK; ++j) s += qb[j];
             sum.data[b] = s;
@@ -222,31 +269,51 @@ float dot_blocks_scalar(const uint8_t* w, const QuantizedVector& x, int64_t b0) 
 //
 // Memory: the weights are read once, front to back, and one core only reaches DRAM bandwidth
 // with several independent streams in flight. So 4 rows far apart (i, i+n, i+2n, i+3n) are
-// walked together, each with software prefetch a few KiB ahead: 4 sequential streams in 4
-// different pages, like 4 readers. (4 adjacent rows were slower: one stream, one page.)
+// walked together: 4 sequential streams in 4 different places, which the hardware prefetcher
+// follows like 4 readers, helped by a software prefetch a little ahead of each (1 group = 272
+// bytes for Q8_0, 3 groups = 432 bytes for Q4_0). Measured on a Zen 3 (2026-12-02, interleaved
+// runs in random order, 150 each): Q4_0 ran 5-10% faster with the prefetch 3 groups ahead than
+// with none, 2 or 4-5 groups ahead were no better, 6-48 worse; Q8_0 gained a little at 1 group
+// and lost at 2-24. 4 adjacent rows, 2 x 2 rows and 8 rows were all slower than 4 far apart.
 // The rows go in pairs that share every load of x, which saves load slots.
-// How far ahead to prefetch, in groups: 24 x 272 bytes for Q8_0, 12 x 144 for Q4_0. Measured on a
-// Zen 3 (2026-12-02, interleaved A/B): Q8_0 at 12 groups read 9-11 GB/s, at 24 10-13 GB/s;
-// Q4_0 was no better at 24 or 48 than at 12.
-template <Format F> constexpr int64_t prefetch_groups() { return F == Format::Q8_0 ? 24 : 12; }
+template <Format F> constexpr int64_t prefetch_groups() { return F == Format::Q8_0 ? 1 : 3; }
 
-// The fp16 scales at p + o0, ..., p + o7 as 8 floats (lane k from p + ok).
-LLMFS_AVX2 inline __m256 scales8(const uint8_t* p, int o0, int o1, int o2, int o3, int o4, int o5, int o6, int o7) {
-    __m128i h = _mm_cvtsi32_si128(load_d(p + o0));
-    h = _mm_insert_epi16(h, load_d(p + o1), 1);
-    h = _mm_insert_epi16(h, load_d(p + o2), 2);
-    h = _mm_insert_epi16(h, load_d(p + o3), 3);
-    h = _mm_insert_epi16(h, load_d(p + o4), 4);
-    h = _mm_insert_epi16(h, load_d(p + o5), 5);
-    h = _mm_insert_epi16(h, load_d(p + o6), 6);
-    h = _mm_insert_epi16(h, load_d(p + o7), 7);
+// Ask for the group `ahead` groups after p (group size `bytes`), one request per 64 bytes.
+LLMFS_AVX2 inline void prefetch_group(const uint8_t* p, int64_t bytes, int64_t ahead) {
+    for (int64_t o = ahead * bytes; o < (ahead + 1) * bytes; o += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(p + o), _MM_HINT_T0);
+}
+
+// The 8 fp16 scales of a Q8_0 group (blocks 34 bytes apart) as 8 floats, lane k = block k:
+// 8 word inserts, then one F16C conversion.
+LLMFS_AVX2 inline __m256 scales_q8_0(const uint8_t* p) {
+    __m128i h = _mm_cvtsi32_si128(load_d(p));
+    h = _mm_insert_epi16(h, load_d(p + 1 * Q8_0_BYTES), 1);
+    h = _mm_insert_epi16(h, load_d(p + 2 * Q8_0_BYTES), 2);
+    h = _mm_insert_epi16(h, load_d(p + 3 * Q8_0_BYTES), 3);
+    h = _mm_insert_epi16(h, load_d(p + 4 * Q8_0_BYTES), 4);
+    h = _mm_insert_epi16(h, load_d(p + 5 * Q8_0_BYTES), 5);
+    h = _mm_insert_epi16(h, load_d(p + 6 * Q8_0_BYTES), 6);
+    h = _mm_insert_epi16(h, load_d(p + 7 * Q8_0_BYTES), 7);
     return _mm256_cvtph_ps(h);
+}
+
+// The same for a Q4_0 group (blocks 18 bytes apart), lanes in Q4_ORDER, with 4 loads instead of 8:
+// 32 bytes read at p + 32j hold d_2j (at 36j) as word 2j of the low half and d_2j+1 (at 36j + 18)
+// as word 2j+1 of the high half, so word blends gather them; then one more blend and a shuffle.
+LLMFS_AVX2 inline __m256i loadu256(const void* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+LLMFS_AVX2 inline __m256 scales_q4_0(const uint8_t* p) {
+    __m256i v = _mm256_blend_epi16(loadu256(p), loadu256(p + 32), 0x0C);  // words 0-1 from p, 2-3 from p + 32, ...
+    v = _mm256_blend_epi16(v, loadu256(p + 64), 0x30);
+    v = _mm256_blend_epi16(v, loadu256(p + 96), 0xC0);              // low half: d0 . d2 . d4 . d6 .  high: . d1 . d3 . d5 . d7
+    const __m128i h = _mm_blend_epi16(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1), 0xAA);  // d0..d7
+    return _mm256_cvtph_ps(_mm_shuffle_epi8(h, _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15)));
 }
 
 // Q8_0 block: 8 int32 partial sums of w * x. maddubs wants unsigned * signed bytes, so it gets
 // |w| and x with the sign of w (sign_epi8): the products are unchanged.
 LLMFS_AVX2 inline __m256i block8_q8_0(const uint8_t* blk, __m256i x) {
-    const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
+    const __m256i w = loadu256(blk + 2);
     const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
     return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
 }
@@ -311,18 +378,10 @@ LLMFS_AVX2 inline void group2_avx2(const uint8_t* a, const uint8_t* b, const Qua
     }
     // times the 8 scales d_w * d_x, into the accumulators
     const bool q8 = F == Format::Q8_0;
-    const float* dx = (q8 ? x.d.data : x.d8.data) + g * GROUP;
-    const int o[GROUP] = {0, (q8 ? 1 : 2) * B, (q8 ? 2 : 4) * B, (q8 ? 3 : 6) * B, (q8 ? 4 : 1) * B, (q8 ? 5 : 3) * B,
-                          (q8 ? 6 : 5) * B, 7 * B};
-    const __m256 d = _mm256_load_ps(dx);
-    acc_a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sa), _mm256_mul_ps(scales8(a, o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7]), d), acc_a);
-    acc_b = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sb), _mm256_mul_ps(scales8(b, o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7]), d), acc_b);
-}
-
-// Ask for the group `ahead` groups after p (group size `bytes`), one request per 64 bytes.
-LLMFS_AVX2 inline void prefetch_group(const uint8_t* p, int64_t bytes, int64_t ahead) {
-    for (int64_t o = ahead * bytes; o < (ahead + 1) * bytes; o += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(p + o), _MM_HINT_T0);
+    const __m256 d = _mm256_load_ps((q8 ? x.d.data : x.d8.data) + g * GROUP);
+    const __m256 da = q8 ? scales_q8_0(a) : scales_q4_0(a), db = q8 ? scales_q8_0(b) : scales_q4_0(b);
+    acc_a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sa), _mm256_mul_ps(da, d), acc_a);
+    acc_b = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sb), _mm256_mul_ps(db, d), acc_b);
 }
 
 // Four rows at once, w0..w3, as two pairs that share the loads of x: y0..y3 = their dot products.
@@ -367,7 +426,7 @@ LLMFS_AVX2 inline void rows_avx2(const uint8_t* q, int64_t stride, int64_t r0, i
 // y (rows,) = dequantize(q) (rows, cols) · x (cols,), with x quantized to Q8_0 first.
 template <Format F>
 void matvec(int64_t rows, int64_t cols, const uint8_t* q, const float* x, float* y, int threads, bool scalar) {
-    const QuantizedVector xq(x, cols, F);  // before any thread starts (it allocates)
+    const QuantizedVector xq(x, cols, F, scalar);  // before any thread starts (it allocates)
     const int64_t stride = cols / QK * block_bytes<F>();
     parallel_for(threads, rows, 1, [&](int64_t r0, int64_t r1, int) {
 #if LLMFS_X86
