@@ -143,7 +143,7 @@ def run(quick: bool = False, hot: bool = False) -> list[Row]:
             lambda i: _kernels._read_gbps(ws[i % n_f].reshape(-1), 1),  # the streaming-read ceiling
         ],
         max(n_f, n_q8, n_q4),
-        reps(80),
+        reps(200),
     )
     stream = R * C * 4.0 / t_read / 1e9
     # the quantized matvecs are compared with NumPy's float32 matvec of the same matrix
