@@ -28,7 +28,7 @@ inline double thread_seconds() {
 // 12 independent accumulators: enough to keep both FMA units busy despite the 4-cycle latency.
 // Each starts from a different value: with 12 identical chains GCC proved them equal and kept
 // ONE, a single latency-bound chain that this function then counted 12 times (it reported
-// ~140 GFLOP/s on a Zen 3 whose real peak is ~92; fixed 2026-12-02).
+// ~140 GFLOP/s on a Zen 3 whose real peak is ~90; fixed 2026-12-02).
 LLMFS_AVX2 inline float fma_chains(int64_t n) {
     const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
     __m256 a[12];

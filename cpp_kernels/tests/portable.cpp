@@ -83,7 +83,7 @@ int main() {
         std::vector<float> xd(Cn);
         {
             std::vector<uint8_t> qx(Cn / 32 * quant::Q8_0_BYTES);
-            quant::quantize_q8_0(1, Cn, x.data(), qx.data(), true);
+            quant::quantize_q8_0(1, Cn, x.data(), qx.data(), /*scalar=*/true);
             quant::dequantize_q8_0(1, Cn, qx.data(), xd.data());
         }
         for (int fmt = 0; fmt < 2; ++fmt) {
@@ -92,7 +92,7 @@ int main() {
             if (fmt == 0) {
                 quant::quantize_q8_0(R, Cn, W.data(), q.data(), scalar);
                 std::vector<uint8_t> q_ref(q.size());
-                quant::quantize_q8_0(R, Cn, W.data(), q_ref.data(), true);
+                quant::quantize_q8_0(R, Cn, W.data(), q_ref.data(), /*scalar=*/true);
                 check(q == q_ref, "q8_0 fast quantizer = reference bytes", 0, 0);
                 quant::dequantize_q8_0(R, Cn, q.data(), Wd.data());
                 quant::matvec<quant::Format::Q8_0>(R, Cn, q.data(), x.data(), y.data(), 2, scalar);
