@@ -21,6 +21,8 @@ Shapes (all arrays numpy, float32 unless stated)::
 
 Each kernel has an AVX2 path, picked at run time when the CPU has AVX2+FMA+F16C, and a
 scalar reference path: ``with scalar_path():`` (or ``LLMFS_FORCE_SCALAR=1``) forces the latter.
+``matvec_q4_0`` also has an AVX-512 VNNI path (Zen 4 and later, Intel Ice Lake and later);
+``with avx2_path():`` (or ``LLMFS_FORCE_AVX2=1``) keeps it out.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ __all__ = [
     "Q8_0_BYTES",
     "QK",
     "attention_decode",
+    "avx2_path",
     "cpu_features",
     "dequantize_q4_0",
     "dequantize_q8_0",
@@ -94,6 +97,19 @@ def scalar_path(enabled: bool = True) -> Iterator[None]:
         yield
     finally:
         _kernels._set_force_scalar(previous)
+
+
+@contextmanager
+def avx2_path(enabled: bool = True) -> Iterator[None]:
+    """Within the block, kernels with an AVX-512 path take their AVX2 one (restored afterwards).
+
+    Process-wide, like ``scalar_path``; ``LLMFS_FORCE_AVX2=1`` does it for a whole process.
+    """
+    previous = _kernels._set_force_avx2(enabled)
+    try:
+        yield
+    finally:
+        _kernels._set_force_avx2(previous)
 
 
 def matmul(a: np.ndarray, b: np.ndarray, *, threads: int = 1) -> np.ndarray:

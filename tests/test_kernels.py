@@ -1,7 +1,9 @@
 """The C++ kernels (llmfs.kernels) against NumPy, gguf's reference quantizer and each other.
 
 Every kernel is run on both of its paths, the AVX2 one (where the CPU has it) and the scalar
-reference one (``kernels.scalar_path()``), on awkward sizes: 1, 31, 33, 257, ...
+reference one (``kernels.scalar_path()``), on awkward sizes: 1, 31, 33, 257, ... matvec_q4_0 has
+a third path, AVX-512 VNNI (where the CPU has it), tested against the other two
+(``kernels.avx2_path()`` keeps it out).
 """
 
 from __future__ import annotations
@@ -32,6 +34,13 @@ def path(request):
             yield request.param
 
 
+@pytest.fixture(params=["fast", "avx2", "scalar"])
+def path3(request):
+    """The same for the kernels with an AVX-512 path (matvec, matvec_q4_0): fast, AVX2 and scalar."""
+    with K.avx2_path(request.param == "avx2"), K.scalar_path(request.param == "scalar"):
+        yield request.param
+
+
 def rand(rng, *shape, scale=1.0):
     return (rng.standard_normal(shape) * scale).astype(np.float32)
 
@@ -56,6 +65,12 @@ def test_cpu_features_report_every_kernel_path():
         assert g["force_scalar"] is True
         assert all(p.startswith("scalar") for p in g["paths"].values())
     assert K.cpu_features()["force_scalar"] == f["force_scalar"]
+    with K.avx2_path():
+        g = K.cpu_features()
+        assert g["force_avx2"] is True
+        assert not any(p.startswith("avx512") for p in g["paths"].values())
+        assert g["paths"]["matvec_q4_0"].startswith("avx2" if f["avx2_fma"] else "scalar")
+    assert f["paths"]["matvec_q4_0"].startswith("avx512" if f["avx512"] else "avx2" if f["avx2_fma"] else "scalar")
 
 
 def test_environment_variable_forces_the_scalar_path(monkeypatch):
@@ -66,6 +81,9 @@ def test_environment_variable_forces_the_scalar_path(monkeypatch):
     assert_close_products(K.matmul(a, b), a, b, 33)
     monkeypatch.setenv("LLMFS_FORCE_SCALAR", "0")
     assert K.cpu_features()["force_scalar"] is False
+    monkeypatch.setenv("LLMFS_FORCE_AVX2", "1")
+    assert K.cpu_features()["force_avx2"] is True
+    assert not K.cpu_features()["paths"]["matvec_q4_0"].startswith("avx512")
 
 
 # ---------------------------------------------------------------- matmul / matvec
@@ -110,11 +128,23 @@ MATVEC_SHAPES = [(1, 1), (1, 31), (31, 1), (33, 257), (257, 33), (5, 4096), (4, 
 
 
 @pytest.mark.parametrize("rows,cols", MATVEC_SHAPES)
-def test_matvec_matches_numpy(path, rows, cols):
+def test_matvec_matches_numpy(path3, rows, cols):
     rng = np.random.default_rng(rows * 1000 + cols)
     w, x = rand(rng, rows, cols), rand(rng, cols)
     assert_close_products(K.matvec(w, x), w, x, cols)
     assert np.array_equal(K.matvec(w, x, threads=3), K.matvec(w, x))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(1, 13), st.integers(1, 300), st.integers(0, 20), st.sampled_from(["fast", "avx2", "scalar"]))
+def test_matvec_at_any_alignment(rows, cols, skip, path):
+    """W starting anywhere in a cache line (a row slice of a bigger array, still C-contiguous):
+    the AVX-512 kernel aligns its loads to the first row, so every lead and tail length occurs."""
+    rng = np.random.default_rng(rows * 1000 + cols + 7 * skip)
+    w = rand(rng, rows * cols + skip)[skip:].reshape(rows, cols)
+    x = rand(rng, cols)
+    with K.avx2_path(path == "avx2"), K.scalar_path(path == "scalar"):
+        assert_close_products(K.matvec(w, x), w, x, cols)
 
 
 def test_matvec_empty_dimensions():
@@ -205,7 +235,7 @@ def quantized_reference(fmt, q, x, cols):
 
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("rows,cols", [(1, 32), (3, 64), (7, 288), (33, 800), (9, 2048), (64, 4096), (5, 256)])
-def test_quantized_matvec_matches_dequantized_product(path, fmt, rows, cols):
+def test_quantized_matvec_matches_dequantized_product(path3, fmt, rows, cols):
     quantize, _, matvec_q, *_ = FORMATS[fmt]
     rng = np.random.default_rng(rows + cols)
     w, x = rand(rng, rows, cols), rand(rng, cols)
@@ -220,7 +250,8 @@ def test_quantized_matvec_matches_dequantized_product(path, fmt, rows, cols):
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_quantized_matvec_handles_any_byte_pattern(fmt):
+@pytest.mark.parametrize("fast", ["fast", "avx2"])
+def test_quantized_matvec_handles_any_byte_pattern(fmt, fast):
     """Weights not made by the quantizer (e.g. int8 -128, fp16 scales of every kind) still give
     the scalar result on the fast path: the integer part is exact, only float rounding differs."""
     _, _, matvec_q, _, nbytes = FORMATS[fmt]
@@ -233,13 +264,36 @@ def test_quantized_matvec_handles_any_byte_pattern(fmt):
     if fmt == "q8_0":
         blocks[:, ::3, 2:] = 0x80  # int8 -128
     x = rand(rng, cols)
-    y = matvec_q(q, x, cols)
+    with K.avx2_path(fast == "avx2"):
+        y = matvec_q(q, x, cols)
     with K.scalar_path():
         ys = matvec_q(q, x, cols)
     ref, mag = quantized_reference(fmt, q, x, cols)
     assert np.all(np.isfinite(y))
     assert np.all(np.abs(y - ys) <= 8 * (cols // 32 + 2) * EPS32 * mag + 1e-30)
     assert np.all(np.abs(y - ref) <= 8 * (cols // 32 + 2) * EPS32 * mag + 1e-30)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 60), st.integers(0, 2**32 - 1), st.sampled_from([1e-3, 1.0, 300.0]))
+def test_quantized_matvec_paths_agree(rows, blocks, seed, scale):
+    """Random shapes (every tail length: groups of 8 blocks for AVX2, 16 for AVX-512): the fast,
+    AVX2 and scalar paths give the same products up to float rounding, and threads change nothing."""
+    rng = np.random.default_rng(seed)
+    cols = 32 * blocks
+    w, x = rand(rng, rows, cols, scale=scale), rand(rng, cols)
+    for fmt in FORMATS:
+        quantize, _, matvec_q, *_ = FORMATS[fmt]
+        q = quantize(w)
+        _, mag = quantized_reference(fmt, q, x, cols)
+        with K.scalar_path():
+            ys = matvec_q(q, x, cols)
+        with K.avx2_path():
+            y2 = matvec_q(q, x, cols)
+        y = matvec_q(q, x, cols)
+        tol = 4 * (blocks + 2) * EPS32 * mag + 1e-30
+        assert np.all(np.abs(y - ys) <= tol) and np.all(np.abs(y2 - ys) <= tol)
+        assert np.array_equal(matvec_q(q, x, cols, threads=2), y)
 
 
 def test_quantize_rejects_nan_and_infinity():

@@ -2,11 +2,13 @@
 
 cpp_kernels/tests/portable.cpp checks every kernel against naive loops in C++. It is compiled
 with -DLLMFS_NO_X86, which hides all x86 intrinsics from the compiler exactly as on arm64, and
-again normally (AVX2 paths chosen at run time); both must build warning-free and pass.
+again normally (AVX2 or AVX-512 paths chosen at run time, and with LLMFS_FORCE_AVX2=1); all
+must build warning-free and pass.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,8 +20,9 @@ CXX = shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
 
 
 @pytest.mark.skipif(CXX is None, reason="no C++ compiler on PATH")
-@pytest.mark.parametrize("flags", [["-DLLMFS_NO_X86"], []], ids=["portable", "native-dispatch"])
-def test_headers_build_and_pass_without_python(tmp_path, flags):
+@pytest.mark.parametrize("flags,env", [(["-DLLMFS_NO_X86"], {}), ([], {}), ([], {"LLMFS_FORCE_AVX2": "1"})],
+                         ids=["portable", "native-dispatch", "native-avx2"])
+def test_headers_build_and_pass_without_python(tmp_path, flags, env):
     exe = tmp_path / "portable"
     cmd = [CXX, "-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", *flags, "-I", str(ROOT / "src"),
            str(ROOT / "tests" / "portable.cpp"), "-o", str(exe), "-pthread"]
@@ -28,8 +31,10 @@ def test_headers_build_and_pass_without_python(tmp_path, flags):
     if flags:  # no x86 intrinsic may be reachable: the portable build must not even mention them
         assert "immintrin" not in subprocess.run([CXX, "-std=c++17", "-E", *flags, "-I", str(ROOT / "src"),
                                                   str(ROOT / "tests" / "portable.cpp")], capture_output=True, text=True).stdout
-    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120, env={**os.environ, **env})
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stdout.strip().endswith("ok")
     if flags:
         assert "x86 code compiled: 0" in run.stdout
+    if env:
+        assert "AVX-512 path: 0" in run.stdout

@@ -114,9 +114,9 @@ py::array matvec(const py::handle& w_, const py::handle& x_, int threads) {
                                     std::to_string(cols) + ",), got " + shape_of(x));
     py::array_t<float> y(rows);
     float* out = y.mutable_data();
-    const bool scalar = !use_avx2();
+    const Path path = best_path();
     py::gil_scoped_release nogil;
-    gemv::matvec(rows, cols, fptr(w), fptr(x), out, threads, scalar);
+    gemv::matvec(rows, cols, fptr(w), fptr(x), out, threads, path);
     return std::move(y);
 }
 
@@ -190,10 +190,10 @@ py::array matvec_quantized(const Format& f, const py::handle& q_, const py::hand
     py::array_t<float> y(rows);
     float* out = y.mutable_data();
     const auto* in = static_cast<const uint8_t*>(q.data());
-    const bool scalar = !use_avx2();
+    const Path path = best_path();
     py::gil_scoped_release nogil;
-    if (f.id == quant::Format::Q8_0) quant::matvec<quant::Format::Q8_0>(rows, cols, in, fptr(x), out, threads, scalar);
-    else quant::matvec<quant::Format::Q4_0>(rows, cols, in, fptr(x), out, threads, scalar);
+    if (f.id == quant::Format::Q8_0) quant::matvec<quant::Format::Q8_0>(rows, cols, in, fptr(x), out, threads, path);
+    else quant::matvec<quant::Format::Q4_0>(rows, cols, in, fptr(x), out, threads, path);
     return std::move(y);
 }
 
@@ -258,16 +258,22 @@ py::dict cpu_features() {
     const bool avx2 = use_avx2();
     py::dict paths;
     paths["matmul"] = avx2 ? "avx2_fma: packed 6x16 micro-kernel" : "scalar: packed 6x16 micro-kernel";
-    paths["matvec"] = avx2 ? "avx2_fma: 4 rows x 16 columns" : "scalar";
+    paths["matvec"] = use_avx512() ? "avx512: 4 rows x 32 columns, 64-byte aligned loads"
+                      : avx2       ? "avx2_fma: 4 rows x 16 columns"
+                                   : "scalar";
     paths["matvec_q8_0"] = avx2 ? "avx2: int8 maddubs, 8 blocks x 4 rows" : "scalar";
-    paths["matvec_q4_0"] = avx2 ? "avx2: nibbles + int8 maddubs, 8 blocks x 4 rows" : "scalar";
+    paths["matvec_q4_0"] = use_avx512() ? "avx512: nibbles + int8 dpbusd (VNNI), 16 blocks x 4 rows"
+                           : avx2            ? "avx2: nibbles + int8 maddubs, 8 blocks x 4 rows"
+                                             : "scalar";
     paths["quantize"] = avx2 ? "q8_0 avx2, q4_0 scalar (ggml reference rounding, same bytes)" : "scalar (ggml reference rounding)";
     paths["attention_decode"] = avx2 ? "avx2_fma: 8-wide dot/exp/axpy" : "scalar";
     py::dict d;
     d["arch"] = LLMFS_X86 ? "x86_64" : "other";
     d["avx2_fma"] = has_avx2_fma();  // AVX2 + FMA + F16C
-    d["avx512f"] = has_avx512f();    // reported only: no kernel uses AVX-512 yet
+    d["avx512f"] = has_avx512f();
+    d["avx512"] = has_avx512();  // AVX-512 F + BW + VL + VNNI: the AVX-512 paths run
     d["force_scalar"] = force_scalar();
+    d["force_avx2"] = force_avx2();
     d["paths"] = paths;
     return d;
 }
@@ -280,6 +286,9 @@ PYBIND11_MODULE(_kernels, m) {
     m.def("_set_force_scalar", [](bool on) { return scalar_switch().exchange(on); }, py::arg("on"),
           "Make every kernel take its scalar reference path (True) or the fastest one (False); "
           "returns the previous setting. LLMFS_FORCE_SCALAR=1 forces the scalar path regardless.");
+    m.def("_set_force_avx2", [](bool on) { return avx2_switch().exchange(on); }, py::arg("on"),
+          "Keep the AVX-512 kernels out (True): AVX2 code where the CPU has both; returns the previous "
+          "setting. LLMFS_FORCE_AVX2=1 does the same for a whole process.");
 
     m.def("matmul", &matmul, py::arg("a"), py::arg("b"), py::kw_only(), py::arg("threads") = 1);
     m.def("matvec", &matvec, py::arg("w"), py::arg("x"), py::kw_only(), py::arg("threads") = 1);

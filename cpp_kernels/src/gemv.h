@@ -8,6 +8,7 @@
 // enough loads are in flight; x (16 KiB for 4096 columns) stays in L1 the whole time.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "cpu.h"
@@ -67,15 +68,49 @@ LLMFS_AVX2 inline void rows_avx2(int64_t r0, int64_t r1, int64_t cols, const flo
         y[i] = s;
     }
 }
+
+// AVX-512: the same 4 rows x 2 accumulators, 32 columns per step, with the loads of W aligned
+// to 64 bytes. NumPy's arrays start 16 bytes into a cache line, so a 32-byte load straddles two
+// lines every other time; a 64-byte load at a 64-byte boundary is exactly one line. The first
+// `lead` columns (0 to 15, up to that boundary of row i) and the last ones go to a scalar tail;
+// when cols % 16 != 0 only the first of the 4 rows is aligned (still right, a little slower).
+// Measured on a Zen 5, 4096x4096 from DRAM: best 1.57-1.67 ms, the AVX2 kernel 1.75-1.91 ms.
+LLMFS_AVX512_BEGIN
+LLMFS_AVX512 inline void rows_avx512(int64_t r0, int64_t r1, int64_t cols, const float* W, const float* x, float* y) {
+    int64_t i = r0;
+    for (; i + 4 <= r1; i += 4) {
+        const float* w[4] = {W + i * cols, W + (i + 1) * cols, W + (i + 2) * cols, W + (i + 3) * cols};
+        const int64_t lead = std::min<int64_t>(cols, (64 - int64_t(reinterpret_cast<uintptr_t>(w[0]) % 64)) % 64 / 4);
+        const int64_t end = lead + (cols - lead) / 32 * 32;  // columns [lead, end) 32 at a time
+        __m512 a[4], b[4];  // (the loops over the 4 rows are unrolled: all 8 stay in registers)
+        for (int r = 0; r < 4; ++r) a[r] = b[r] = _mm512_setzero_ps();
+        for (int64_t j = lead; j < end; j += 32) {
+            const __m512 xa = _mm512_loadu_ps(x + j), xb = _mm512_loadu_ps(x + j + 16);
+            for (int r = 0; r < 4; ++r) {
+                a[r] = _mm512_fmadd_ps(_mm512_loadu_ps(w[r] + j), xa, a[r]);
+                b[r] = _mm512_fmadd_ps(_mm512_loadu_ps(w[r] + j + 16), xb, b[r]);
+            }
+        }
+        for (int r = 0; r < 4; ++r) {
+            float s = _mm512_reduce_add_ps(_mm512_add_ps(a[r], b[r]));
+            for (int64_t j = 0; j < lead; ++j) s += w[r][j] * x[j];    // before the aligned columns
+            for (int64_t j = end; j < cols; ++j) s += w[r][j] * x[j];  // and after them
+            y[i + r] = s;
+        }
+    }
+    rows_avx2(i, r1, cols, W, x, y);  // the last rows % 4 rows
+}
+LLMFS_AVX512_END
 #endif
 
-// y (rows,) = W (rows, cols) · x (cols,); threads split the rows.
-inline void matvec(int64_t rows, int64_t cols, const float* W, const float* x, float* y, int threads, bool scalar) {
+// y (rows,) = W (rows, cols) · x (cols,); threads split the rows. `path`: scalar, AVX2, AVX-512.
+inline void matvec(int64_t rows, int64_t cols, const float* W, const float* x, float* y, int threads, Path path) {
     parallel_for(threads, rows, 4, [&](int64_t r0, int64_t r1, int) {
 #if LLMFS_X86
-        if (!scalar) return rows_avx2(r0, r1, cols, W, x, y);
+        if (path == Path::avx512) return rows_avx512(r0, r1, cols, W, x, y);
+        if (path == Path::avx2) return rows_avx2(r0, r1, cols, W, x, y);
 #else
-        (void)scalar;
+        (void)path;
 #endif
         rows_scalar(r0, r1, cols, W, x, y);
     });

@@ -40,7 +40,7 @@ int main() {
     std::normal_distribution<float> normal(0.0f, 1.0f);
     auto fill = [&](std::vector<float>& v) { for (float& f : v) f = normal(rng); };
     const bool scalar = !use_avx2();
-    std::printf("x86 code compiled: %d, AVX2 path: %d\n", LLMFS_X86, int(!scalar));
+    std::printf("x86 code compiled: %d, AVX2 path: %d, AVX-512 path: %d\n", LLMFS_X86, int(!scalar), int(use_avx512()));
 
     // matmul (M, N, K) = (37, 19, 300), threads 1 and 3
     {
@@ -62,7 +62,7 @@ int main() {
         const int64_t R = 33, Cn = 257;
         std::vector<float> W(R * Cn), x(Cn), y(R);
         fill(W), fill(x);
-        gemv::matvec(R, Cn, W.data(), x.data(), y.data(), 2, scalar);
+        gemv::matvec(R, Cn, W.data(), x.data(), y.data(), 2, best_path());
         for (int64_t i = 0; i < R; ++i) {
             double ref = 0, mag = 0;
             for (int64_t j = 0; j < Cn; ++j) ref += double(W[i * Cn + j]) * x[j], mag += std::fabs(double(W[i * Cn + j]) * x[j]);
@@ -77,7 +77,7 @@ int main() {
     }
     // Q8_0 / Q4_0: quantize, dequantize, matvec against the dequantized product
     {
-        const int64_t R = 9, Cn = 320;  // 10 blocks: one group of 8 + a tail of 2
+        const int64_t R = 9, Cn = 576;  // 18 blocks: two groups of 8 (AVX2) or one of 16 (AVX-512) + a tail of 2
         std::vector<float> W(R * Cn), x(Cn), y(R), Wd(R * Cn);
         fill(W), fill(x);
         std::vector<float> xd(Cn);
@@ -95,11 +95,11 @@ int main() {
                 quant::quantize_q8_0(R, Cn, W.data(), q_ref.data(), /*scalar=*/true);
                 check(q == q_ref, "q8_0 fast quantizer = reference bytes", 0, 0);
                 quant::dequantize_q8_0(R, Cn, q.data(), Wd.data());
-                quant::matvec<quant::Format::Q8_0>(R, Cn, q.data(), x.data(), y.data(), 2, scalar);
+                quant::matvec<quant::Format::Q8_0>(R, Cn, q.data(), x.data(), y.data(), 2, best_path());
             } else {
                 quant::quantize_q4_0(R, Cn, W.data(), q.data());
                 quant::dequantize_q4_0(R, Cn, q.data(), Wd.data());
-                quant::matvec<quant::Format::Q4_0>(R, Cn, q.data(), x.data(), y.data(), 2, scalar);
+                quant::matvec<quant::Format::Q4_0>(R, Cn, q.data(), x.data(), y.data(), 2, best_path());
             }
             for (int64_t i = 0; i < R * Cn; ++i) {
                 const float amax = 4.5f;  // |w| of a normal sample stays below this here
