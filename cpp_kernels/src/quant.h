@@ -286,19 +286,23 @@ float dot_blocks_scalar(const uint8_t* w, const QuantizedVector& x, int64_t b0) 
 // the hardware prefetcher follows like 4 readers. 4 adjacent rows, 2 x 2 rows and 8 rows were
 // all slower (Zen 3 and Zen 5). The rows go in pairs that share every load of x.
 //
-// Software prefetch depends on the core. On a Zen 3 (2026-12-02, interleaved runs in random
-// order, 150 each) Q4_0 ran 5-10% faster with a prefetch 3 groups (432 bytes) ahead of each
-// stream than with none. On a Zen 5 (2026-12-02, same method) the same prefetch made Q4_0 15%
-// slower (0.335 vs 0.286 ms) and Q8_0's 1-group prefetch 10% slower: its hardware prefetcher
-// does better alone. So only a Zen 3 gets it.
-inline bool prefetch_q4_0() {
-    static const bool yes = __builtin_cpu_is("znver3");
-    return yes;
+// Each stream is also prefetched by software some distance ahead, and the best distance depends
+// on the core. Measured 2026-12-02 (interleaved runs in random order, 4096x4096 from DRAM):
+// - Zen 3: Q4_0 5-10% faster 432 bytes ahead than with no prefetch (864 and more: slower);
+//   Q8_0 a little faster 272 bytes ahead, 15-25% slower 6.5 KB ahead.
+// - Zen 5: those short distances cost 10-15%, while ~2 KB ahead gains 7-17% (Q8_0 best 0.47
+//   -> 0.39 ms, Q4_0 AVX-512 0.225 -> 0.198 ms, Q4_0 AVX2 0.274 -> 0.256 ms; 1 KB and 4 KB
+//   gain less).
+// So a Zen 3 gets its short distances and every other core the Zen 5 one.
+template <Format F> inline int64_t prefetch_ahead() {
+    static const bool zen3 = __builtin_cpu_is("znver3");
+    return zen3 ? (F == Format::Q8_0 ? 272 : 432) : 2176;
 }
 
-// Ask for the group 3 groups after p (group size `bytes`), one request per 64 bytes.
-LLMFS_AVX2 inline void prefetch_group(const uint8_t* p, int64_t bytes) {
-    for (int64_t o = 3 * bytes; o < 4 * bytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(p + o), _MM_HINT_T0);
+// Ask for the `bytes` bytes at p, one request per cache line (a prefetch never faults, so
+// running past the end of the matrix is harmless).
+LLMFS_AVX2 inline void prefetch(const uint8_t* p, int64_t bytes) {
+    for (int64_t o = 0; o < bytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(p + o), _MM_HINT_T0);
 }
 
 // The 8 fp16 scales of a Q8_0 group (blocks 34 bytes apart) as 8 floats, lane k = block k:
@@ -402,15 +406,15 @@ LLMFS_AVX2 inline void group2_avx2(const uint8_t* a, const uint8_t* b, const Qua
 }
 
 // Four rows at once, w0..w3, as two pairs that share the loads of x: y0..y3 = their dot products.
-template <Format F, bool PREFETCH = false>
+template <Format F>
 LLMFS_AVX2 inline void rows4_avx2(const uint8_t* w0, const uint8_t* w1, const uint8_t* w2, const uint8_t* w3,
                                   const QuantizedVector& x, float* y0, float* y1, float* y2, float* y3) {
     constexpr int64_t GB = GROUP * block_bytes<F>();  // bytes of one group
-    const int64_t ng = x.nb / GROUP, tail = ng * GROUP;
+    const int64_t ng = x.nb / GROUP, tail = ng * GROUP, ahead = prefetch_ahead<F>();
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     for (int64_t g = 0; g < ng; ++g) {
-        const int64_t o = g * GB;
-        if constexpr (PREFETCH) prefetch_group(w0 + o, GB), prefetch_group(w1 + o, GB), prefetch_group(w2 + o, GB), prefetch_group(w3 + o, GB);
+        const int64_t o = g * GB, p = o + ahead;
+        prefetch(w0 + p, GB), prefetch(w1 + p, GB), prefetch(w2 + p, GB), prefetch(w3 + p, GB);
         group2_avx2<F>(w0 + o, w1 + o, x, g, a0, a1);
         // (the empty asm keeps the compiler from interleaving the two pairs' work and running
         // out of registers; the out-of-order core overlaps them anyway)
@@ -494,10 +498,11 @@ LLMFS_AVX512 inline void group2_q4_0_avx512(const uint8_t* a, const uint8_t* b, 
 LLMFS_AVX512 inline void rows4_avx512_q4_0(const uint8_t* w0, const uint8_t* w1, const uint8_t* w2, const uint8_t* w3,
                                     const QuantizedVector& x, float* y0, float* y1, float* y2, float* y3) {
     constexpr int64_t GB = GROUP16 * Q4_0_BYTES;  // bytes of one group
-    const int64_t ng = x.nb / GROUP16, tail = ng * GROUP16;
+    const int64_t ng = x.nb / GROUP16, tail = ng * GROUP16, ahead = prefetch_ahead<Format::Q4_0>();
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     for (int64_t g = 0; g < ng; ++g) {
-        const int64_t o = g * GB;
+        const int64_t o = g * GB, p = o + ahead;
+        prefetch(w0 + p, GB), prefetch(w1 + p, GB), prefetch(w2 + p, GB), prefetch(w3 + p, GB);
         group2_q4_0_avx512(w0 + o, w1 + o, x, g, a0, a1);
         asm volatile("" ::: "memory");  // (as in rows4_avx2)
         group2_q4_0_avx512(w2 + o, w3 + o, x, g, a2, a3);
@@ -538,7 +543,7 @@ void matvec(int64_t rows, int64_t cols, const uint8_t* q, const float* x, float*
     Rows4 rows4 = nullptr;
 #if LLMFS_X86
     if (path == Path::avx512 && F == Format::Q4_0) rows4 = rows4_avx512_q4_0;
-    else if (path != Path::scalar) rows4 = F == Format::Q4_0 && prefetch_q4_0() ? rows4_avx2<F, true> : rows4_avx2<F>;
+    else if (path != Path::scalar) rows4 = rows4_avx2<F>;
 #endif
     parallel_for(threads, rows, 1, [&](int64_t r0, int64_t r1, int) {
         if (rows4 != nullptr) return rows_far_apart(rows4, q, stride, r0, r1, xq, y);
