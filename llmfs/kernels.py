@@ -21,7 +21,7 @@ Shapes (all arrays numpy, float32 unless stated)::
 
 Each kernel has an AVX2 path, picked at run time when the CPU has AVX2+FMA+F16C, and a
 scalar reference path: ``with scalar_path():`` (or ``LLMFS_FORCE_SCALAR=1``) forces the latter.
-``matvec`` and ``matvec_q4_0`` also have an AVX-512 path, taken when the CPU has AVX-512 F, BW,
+``matmul``, ``matvec`` and ``matvec_q4_0`` also have an AVX-512 path, taken when the CPU has AVX-512 F, BW,
 VL and VNNI (AMD Zen 4 and later, Intel Ice Lake and later); ``with avx2_path():`` (or
 ``LLMFS_FORCE_AVX2=1``) keeps it out.
 """

@@ -99,9 +99,9 @@ py::array matmul(const py::handle& a_, const py::handle& b_, int threads) {
                                  ", N), got " + shape_of(b));
     py::array_t<float> c = aligned_f32(M, N);
     float* out = c.mutable_data();
-    const bool scalar = !use_avx2();
+    const Path path = best_path();
     py::gil_scoped_release nogil;
-    gemm::matmul(M, N, K, fptr(a), fptr(b), out, threads, scalar);
+    gemm::matmul(M, N, K, fptr(a), fptr(b), out, threads, path);
     return std::move(c);
 }
 
@@ -257,7 +257,9 @@ py::array attention_decode(const py::handle& q_, const py::handle& cache_, int64
 py::dict cpu_features() {
     const bool avx2 = use_avx2();
     py::dict paths;
-    paths["matmul"] = avx2 ? "avx2_fma: packed 6x16 micro-kernel" : "scalar: packed 6x16 micro-kernel";
+    paths["matmul"] = use_avx512() ? "avx512: packed 6x16 micro-kernel, k unrolled by 2"
+                      : avx2       ? "avx2_fma: packed 6x16 micro-kernel"
+                                   : "scalar: packed 6x16 micro-kernel";
     paths["matvec"] = use_avx512() ? "avx512: 4 rows x 32 columns, 64-byte aligned loads"
                       : avx2       ? "avx2_fma: 4 rows x 16 columns"
                                    : "scalar";
@@ -329,7 +331,7 @@ PYBIND11_MODULE(_kernels, m) {
 
     m.def("attention_decode", &attention_decode, py::arg("q"), py::arg("cache"), py::arg("layer"));
 
-    m.def("_peak_gflops", &roofline::peak_gflops, "One core's float32 FMA ceiling (GFLOP/s), 0 without AVX2.");
+    m.def("_peak_gflops", &roofline::peak_gflops, "One core's float32 FMA ceiling (GFLOP/s) with the widest SIMD in use, 0 without AVX2.");
     m.def("_read_gbps", [](const py::handle& x_, int repeats) {
         const py::array x = f32_arg(x_, "_read_gbps: x", 1, "1-D (n,)");
         require(repeats >= 1 && repeats <= 1000, "_read_gbps: repeats must be in [1, 1000]");

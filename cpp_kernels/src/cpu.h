@@ -3,8 +3,8 @@
 // The module is compiled for baseline x86-64 (SSE2 only) or arm64. The fast kernels carry
 // LLMFS_AVX2 (= __attribute__((target("avx2,fma,f16c")))) so the compiler may use those
 // instructions inside them, and they are only called when use_avx2() says yes. Without this
-// check an AVX2 instruction on an older CPU would kill the process with SIGILL. Two kernels,
-// matvec and matvec_q4_0, also have an AVX-512 version (LLMFS_AVX512), behind use_avx512().
+// check an AVX2 instruction on an older CPU would kill the process with SIGILL. Three kernels,
+// matmul, matvec and matvec_q4_0, also have an AVX-512 version (LLMFS_AVX512), behind use_avx512().
 #pragma once
 
 #include <atomic>
@@ -90,7 +90,7 @@ inline bool has_avx512() {
 inline bool use_avx2() { return has_avx2_fma() && !force_scalar(); }
 inline bool use_avx512() { return has_avx512() && !force_scalar() && !force_avx2(); }
 
-// The three paths of the kernels that have all three (matvec, matvec_q4_0), fastest allowed first.
+// The three paths of the kernels that have all three (matmul, matvec, matvec_q4_0), fastest allowed first.
 enum class Path { scalar, avx2, avx512 };
 inline Path best_path() { return use_avx512() ? Path::avx512 : use_avx2() ? Path::avx2 : Path::scalar; }
 

@@ -1,7 +1,8 @@
 // roofline.h: what this machine can do at best on one core, for the benchmark's "% of limit".
 //
-//   peak_gflops: 12 independent chains of 8-wide FMAs (2 flops per lane), nothing else; this
-//                is the arithmetic ceiling of any float32 kernel here (GEMM).
+//   peak_gflops: 12 independent chains of 8-wide FMAs (2 flops per lane), nothing else, or of
+//                16-wide ones where the AVX-512 paths run; this is the arithmetic ceiling of
+//                any float32 kernel here (GEMM).
 //   read_gbps:   sum a buffer much larger than the caches (4 streams); this is the
 //                memory ceiling of the bandwidth-bound kernels (GEMV, quantized GEMV, attention).
 #pragma once
@@ -40,6 +41,19 @@ LLMFS_AVX2 inline float fma_chains(int64_t n) {
     return hsum(s);  // used: not optimised away
 }
 
+LLMFS_AVX512_BEGIN
+// The same with 16-wide FMAs (a core with two 512-bit FMA units, e.g. Zen 5, doubles its peak).
+LLMFS_AVX512 inline float fma_chains_avx512(int64_t n) {
+    const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+    __m512 a[12];
+    for (int i = 0; i < 12; ++i) a[i] = _mm512_set1_ps(1.0f + 0.01f * float(i));
+    for (int64_t k = 0; k < n; ++k)
+        for (int i = 0; i < 12; ++i) a[i] = _mm512_fmadd_ps(a[i], m, c);
+    for (int i = 1; i < 12; ++i) a[0] = _mm512_add_ps(a[0], a[i]);
+    return _mm512_reduce_add_ps(a[0]);
+}
+LLMFS_AVX512_END
+
 // Sum x[0..n) reading its four quarters side by side: one core needs several independent
 // streams to reach DRAM bandwidth (see quant.h).
 LLMFS_AVX2 inline float sum_avx2(const float* x, int64_t n) {
@@ -56,15 +70,17 @@ LLMFS_AVX2 inline float sum_avx2(const float* x, int64_t n) {
 }
 #endif
 
-// GFLOP/s of the FMA loop (0 without AVX2: the scalar path has no single honest ceiling).
+// GFLOP/s of the FMA loop of the widest path in use (0 without AVX2: the scalar path has no
+// single honest ceiling).
 inline double peak_gflops() {
 #if LLMFS_X86
     if (!has_avx2_fma()) return 0.0;
-    const int64_t n = 20000000;  // 3.8e9 flops, ~0.04 s (callers take the best of several)
+    const int64_t n = 20000000;  // 3.8e9 flops (AVX2), ~0.04 s (callers take the best of several)
+    const bool wide = use_avx512();
     const double t0 = thread_seconds();
-    volatile float sink = fma_chains(n);
+    volatile float sink = wide ? fma_chains_avx512(n) : fma_chains(n);
     (void)sink;
-    return double(n) * 12 * 16 / (thread_seconds() - t0) / 1e9;
+    return double(n) * 12 * (wide ? 32 : 16) / (thread_seconds() - t0) / 1e9;
 #else
     return 0.0;
 #endif

@@ -47,8 +47,8 @@ int main() {
         const int64_t M = 37, N = 19, K = 300;
         std::vector<float> A(M * K), B(K * N), C(M * N), C3(M * N);
         fill(A), fill(B);
-        gemm::matmul(M, N, K, A.data(), B.data(), C.data(), 1, scalar);
-        gemm::matmul(M, N, K, A.data(), B.data(), C3.data(), 3, scalar);
+        gemm::matmul(M, N, K, A.data(), B.data(), C.data(), 1, best_path());
+        gemm::matmul(M, N, K, A.data(), B.data(), C3.data(), 3, best_path());
         for (int64_t i = 0; i < M; ++i)
             for (int64_t j = 0; j < N; ++j) {
                 double ref = 0, mag = 0;
