@@ -433,8 +433,8 @@ LLMFS_AVX512_BEGIN
 // into one of 16 int32 lanes, all in one instruction (AVX2 needs maddubs + madd for 32 bytes).
 // Q4_0's nibbles are already unsigned (0..15): one register holds 4 blocks' 64 bytes, and two
 // dpbusd (low nibbles times x's first 16 values per block, high nibbles times the last 16)
-// take all 128 weights. Measured on a Zen 5, 4096x4096 from DRAM: 0.21-0.25 ms against 0.28-0.30 ms for the
-// AVX2 kernel (from L2: 0.17 vs 0.25 ms).
+// take all 128 weights. Measured on a Zen 5, 4096x4096 from DRAM, both without software
+// prefetch: 0.21-0.25 ms against 0.28-0.30 ms for the AVX2 kernel (from L2: 0.17 vs 0.25 ms).
 //
 // A quad = 4 blocks = 72 bytes. Its 4 x 16 nibble bytes are loaded 16 bytes at a time into the
 // 4 128-bit lanes of one register. (One 64-byte load + a byte permute gathers them in fewer
@@ -496,7 +496,7 @@ LLMFS_AVX512 inline void group2_q4_0_avx512(const uint8_t* a, const uint8_t* b, 
 }
 
 LLMFS_AVX512 inline void rows4_avx512_q4_0(const uint8_t* w0, const uint8_t* w1, const uint8_t* w2, const uint8_t* w3,
-                                    const QuantizedVector& x, float* y0, float* y1, float* y2, float* y3) {
+                                           const QuantizedVector& x, float* y0, float* y1, float* y2, float* y3) {
     constexpr int64_t GB = GROUP16 * Q4_0_BYTES;  // bytes of one group
     const int64_t ng = x.nb / GROUP16, tail = ng * GROUP16, ahead = prefetch_ahead<Format::Q4_0>();
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
