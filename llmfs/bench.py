@@ -197,8 +197,9 @@ def main(argv: list[str] | None = None) -> int:
           f"(OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}); "
           f"avx2_fma={feats['avx2_fma']} avx512={feats['avx512']} "
           f"force_scalar={feats['force_scalar']} force_avx2={feats['force_avx2']}")
-    print(f"paths: matmul {feats['paths']['matmul'].split(':')[0]}, matvec_q4_0 {feats['paths']['matvec_q4_0'].split(':')[0]}")
-    print(f"limits of one core (measured now): {'AVX-512' if feats['avx512'] and not feats['force_avx2'] else 'AVX2'} FMA peak {rows[0].limit:.1f} GFLOP/s, streaming read {rows[-1].limit:.1f} GB/s; "
+    print("paths: " + "; ".join(f"{k} {v.split(':')[0].split(' (')[0]}" for k, v in feats["paths"].items()))
+    simd = "AVX-512" if feats["avx512"] and not feats["force_avx2"] else "AVX2"
+    print(f"limits of one core (measured now): {simd} FMA peak {rows[0].limit:.1f} GFLOP/s, streaming read {rows[-1].limit:.1f} GB/s; "
           f"memory-bound rows timed {'hot (one copy)' if args.hot else 'cold (weights > 128 MB cycled, from DRAM)'}")
     print("times: best of interleaved runs, CPU time of the calling thread; quantized matvecs are compared")
     print("with NumPy's float32 matvec of the same 4096x4096 matrix; attention vs a NumPy implementation\n")

@@ -9,6 +9,7 @@ and matvec_q4_0 have a third path, AVX-512 (where the CPU has it), tested agains
 from __future__ import annotations
 
 import gc
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -34,10 +35,20 @@ def path(request):
             yield request.param
 
 
-@pytest.fixture(params=["fast", "avx2", "scalar"])
+PATHS3 = ["fast", "avx2", "scalar"]  # for the kernels with an AVX-512 path (matmul, matvec, matvec_q4_0)
+
+
+@contextmanager
+def on_path(name):
+    """Run on one path: "fast" (the best this CPU has), "avx2" (AVX-512 kept out) or "scalar"."""
+    with K.avx2_path(name == "avx2"), K.scalar_path(name == "scalar"):
+        yield
+
+
+@pytest.fixture(params=PATHS3)
 def path3(request):
-    """The same for the kernels with an AVX-512 path (matmul, matvec, matvec_q4_0): fast, AVX2 and scalar."""
-    with K.avx2_path(request.param == "avx2"), K.scalar_path(request.param == "scalar"):
+    """The same as `path` for the kernels with an AVX-512 path: fast, AVX2 and scalar."""
+    with on_path(request.param):
         yield request.param
 
 
@@ -116,12 +127,12 @@ def test_matmul_empty_dimensions(m, n, k):
 
 
 @settings(max_examples=90, deadline=None)
-@given(st.integers(1, 70), st.integers(1, 70), st.integers(1, 300), st.sampled_from(["fast", "avx2", "scalar"]))
+@given(st.integers(1, 70), st.integers(1, 70), st.integers(1, 300), st.sampled_from(PATHS3))
 def test_matmul_random_shapes(m, n, k, path):
     """Every edge tile and every depth, odd or even (the AVX-512 kernel takes k two at a time)."""
     rng = np.random.default_rng(m + 100 * n + 10000 * k)
     a, b = rand(rng, m, k), rand(rng, k, n)
-    with K.avx2_path(path == "avx2"), K.scalar_path(path == "scalar"):
+    with on_path(path):
         assert_close_products(K.matmul(a, b), a, b, k)
 
 
@@ -137,14 +148,14 @@ def test_matvec_matches_numpy(path3, rows, cols):
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.integers(1, 13), st.integers(1, 300), st.integers(0, 20), st.sampled_from(["fast", "avx2", "scalar"]))
+@given(st.integers(1, 13), st.integers(1, 300), st.integers(0, 20), st.sampled_from(PATHS3))
 def test_matvec_at_any_alignment(rows, cols, skip, path):
     """W starting anywhere in a cache line (a row slice of a bigger array, still C-contiguous):
     the AVX-512 kernel aligns its loads to the first row, so every lead and tail length occurs."""
     rng = np.random.default_rng(rows * 1000 + cols + 7 * skip)
     w = rand(rng, rows * cols + skip)[skip:].reshape(rows, cols)
     x = rand(rng, cols)
-    with K.avx2_path(path == "avx2"), K.scalar_path(path == "scalar"):
+    with on_path(path):
         assert_close_products(K.matvec(w, x), w, x, cols)
 
 
