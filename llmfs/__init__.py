@@ -1,16 +1,17 @@
 """LLMFS: the shared code of the course "LLMs from scratch".
 
-Each module holds one idea and is built, in front of the learner, in a notebook first:
+The shared core, used by every series:
 
-- ``llmfs.config``  run modes (FAST / FULL), seeding, device choice, progress bars
-- ``llmfs.assets``  the registry of every external file, fetched offline-safely and hash-checked
-- ``llmfs.data``    loaders for the course's datasets (MNIST, King James text, ...)
-- ``llmfs.kernels`` the C++ inference kernels (pybind11), see ``cpp_kernels/``
-- ``llmfs.plots``   shared figures (image grids, learning curves, confusion matrices)
-- 01CB: ``engine`` (scalar autograd), ``mlp_numpy``, ``classifier`` (a PyTorch training loop), ``numpy_conv``
-- 02PT: ``attention``, ``rope``, ``transformer``, ``tokenizers``, ``gpt``, ``llama``, ``train``,
-  ``checkpoint``, ``decoding``
-- benchmarks: ``bench`` (kernels), ``bench_mlp``, ``bench_train``
+- ``llmfs.config``   run modes (FAST / FULL), seeding, device choice, progress bars
+- ``llmfs.assets``   the registry of every external file, fetched offline-safely and hash-checked
+- ``llmfs.data``     loaders for the course's datasets (MNIST, King James text, ...)
+- ``llmfs.plots``    shared figures (image grids, learning curves, confusion matrices)
+- ``llmfs.kernels``  the C++ inference kernels (pybind11), see ``cpp_kernels/``
+
+One subpackage per series, each importing only the core and the series before it:
+``llmfs.basics`` (01CB), ``llmfs.pretrain`` (02PT), then ``finetune``, ``rag``, ``agents`` and
+``inference``. Course tooling (notebook checker, slides, benchmarks) lives in ``tools/`` of the
+repository and is not part of the installed package.
 """
 
 from llmfs.config import FAST, REPO_URL, device, progress, seed_everything, setup

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 # The course repository: written here once. Notebooks' Colab badges and setup cells are stamped
-# from it by ``python -m llmfs.notebooks --fix`` and checked by ``tests/test_notebook_conventions.py``.
+# from it by ``python -m tools.notebooks --fix`` and checked by ``tests/test_notebook_conventions.py``.
 REPO_URL = "https://github.com/llmfs-course/llmfs"
 
 

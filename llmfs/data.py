@@ -52,6 +52,18 @@ def load_mnist() -> MNIST:
     return MNIST(x_train, y_train, x_test, y_test)
 
 
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # pixel mean and std of the 60,000 training images, in [0, 1]
+
+
+def normalize_mnist(images: np.ndarray) -> np.ndarray:
+    """uint8 pixels in 0..255 (any shape) -> float32, scaled to [0, 1] then standardised with the
+    training set's mean and std: the one MNIST normalisation of every notebook and model."""
+    images = np.asarray(images)
+    if images.dtype != np.uint8:
+        raise TypeError(f"normalize_mnist expects uint8 pixels (0..255), got {images.dtype}")
+    return (images.astype(np.float32) / 255.0 - np.float32(MNIST_MEAN)) / np.float32(MNIST_STD)
+
+
 def kjv_verses() -> list[str]:
     """The 31,103 verses of the King James Bible, in order, as plain strings."""
     with open(assets.path("kjv"), encoding="utf-8") as f:

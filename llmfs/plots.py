@@ -1,7 +1,7 @@
 """Plotting helpers shared by the notebooks (matplotlib only).
 
     show_images(x[:20], labels=y[:20], preds=p[:20])     # a grid of digits, wrong predictions in red
-    plot_curves({"train loss": tl, "test loss": vl})     # one line per key
+    plot_curves({"train_loss": tl, "test_loss": vl})     # one line per key
     cm = plot_confusion_matrix(y_true, y_pred)           # heatmap with counts; returns the matrix
     plot_graph(loss)                                     # the computation graph below an autograd Value
 """
@@ -53,7 +53,7 @@ def show_images(
 
 
 def plot_curves(history: dict[str, list[float]], xlabel: str = "epoch", title: str | None = None, ax=None):
-    """One line per key of ``history`` (e.g. {'train loss': [...], 'test loss': [...]}); returns the axes.
+    """One line per key of ``history`` (e.g. {'train_loss': [...], 'test_loss': [...]}); returns the axes.
 
     The x axis counts from 1 (the value after the first epoch/step).
     """

@@ -3,7 +3,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from llmfs.attention import MultiHeadAttention, causal_mask, padding_mask, scaled_dot_product_attention
+from llmfs.pretrain.attention import MultiHeadAttention, causal_mask, padding_mask, scaled_dot_product_attention
 
 
 def test_sdpa_equals_pytorch_with_and_without_causal_mask():

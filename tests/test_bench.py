@@ -1,4 +1,4 @@
-"""The benchmark's bookkeeping (llmfs.bench): ratios, the "met" column, the table, the timing loop.
+"""The benchmark's bookkeeping (tools.bench): ratios, the "met" column, the table, the timing loop.
 
 The speeds themselves are measured by `make bench`, not asserted here (no timed tests).
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from llmfs import bench
+from tools import bench
 
 
 def test_row_reports_speedup_target_and_fraction_of_limit():

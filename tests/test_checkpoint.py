@@ -8,8 +8,8 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from llmfs.checkpoint import load_checkpoint, save_checkpoint, unwrap
-from llmfs.gpt import GPT, GPTConfig
+from llmfs.pretrain.checkpoint import load_checkpoint, save_checkpoint, unwrap
+from llmfs.pretrain.gpt import GPT, GPTConfig
 
 
 def tiny_gpt(seed: int) -> GPT:

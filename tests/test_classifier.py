@@ -4,7 +4,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from llmfs import classifier
+from llmfs.basics import torch_loop as classifier
 
 
 def test_mnist_tensors_shapes_and_normalisation():

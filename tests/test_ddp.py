@@ -9,10 +9,11 @@ from pathlib import Path
 
 import torch
 
-from llmfs.checkpoint import load_checkpoint
+from llmfs.pretrain.checkpoint import load_checkpoint
 from llmfs.data import load_kjv
-from llmfs.gpt import GPT, GPTConfig
-from llmfs.train import CharTokenizer, prepare_data
+from llmfs.pretrain.gpt import GPT, GPTConfig
+from llmfs.pretrain.bpe import CharTokenizer
+from llmfs.pretrain.lm_data import prepare_data
 
 
 def torchrun() -> list[str]:
@@ -25,7 +26,7 @@ def test_torchrun_two_cpu_processes(tmp_path):
     tok = CharTokenizer.from_text(text)
     data = prepare_data(text, tmp_path / "data", tok.encode, tok.vocab_size)
     out = tmp_path / "out"
-    cmd = torchrun() + ["--standalone", "--nproc_per_node=2", "-m", "llmfs.train", "--data_dir", str(data),
+    cmd = torchrun() + ["--standalone", "--nproc_per_node=2", "-m", "llmfs.pretrain.train", "--data_dir", str(data),
                         "--device", "cpu", "--n_layer", "1", "--n_head", "2", "--n_embd", "16", "--block_size", "16",
                         "--batch_size", "4", "--max_iters", "6", "--warmup_iters", "2", "--eval_interval", "3",
                         "--eval_iters", "2", "--final_eval_iters", "2", "--out_dir", str(out)]

@@ -6,7 +6,7 @@ import random
 import pytest
 import torch
 
-from llmfs.engine import Value, topological_order, zero_grad
+from llmfs.basics.autograd import Value, topological_order, zero_grad
 
 UNARY = {
     "exp": (Value.exp, torch.exp),

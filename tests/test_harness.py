@@ -68,7 +68,7 @@ REMOTE_SCRIPT = re.compile(r"""<(?:script|link)[^>]+(?:src|href)=["'](?:https?:)
 
 
 def test_slides_render_with_local_scripts_only(tmp_path):
-    from llmfs import slides
+    from tools import slides
 
     vendor = ROOT / "build" / "vendor"
     if not (vendor / "reveal.js").is_dir():

@@ -3,8 +3,8 @@ import torch
 import transformers
 from transformers.models.llama import modeling_llama as hf
 
-from llmfs.llama import GroupedQueryAttention, Llama, LlamaConfig, RMSNorm, SwiGLU, repeat_kv
-from llmfs.rope import rope_cache
+from llmfs.pretrain.llama import GroupedQueryAttention, Llama, LlamaConfig, RMSNorm, SwiGLU, repeat_kv
+from llmfs.pretrain.positions import rope_cache
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from llmfs import mlp_numpy as mlp
+from llmfs.basics import mlp_numpy as mlp
 
 
 def _small_problem(dtype=np.float64, sizes=(6, 5, 4, 3), batch=7, seed=0):
@@ -102,16 +102,22 @@ def test_sgd_step_equals_torch_sgd_with_momentum_and_weight_decay():
 
 
 def test_cosine_lr_schedule():
-    assert mlp.cosine_lr(0, 100, 0.1) == pytest.approx(0.1)
-    assert mlp.cosine_lr(50, 100, 0.1) == pytest.approx(0.05)
-    assert mlp.cosine_lr(100, 100, 0.1) == pytest.approx(0.0)
+    from llmfs.basics.schedule import cosine_lr
+
+    assert cosine_lr(0, 100, 0.1) == pytest.approx(0.1)
+    assert cosine_lr(50, 100, 0.1) == pytest.approx(0.05)
+    assert cosine_lr(100, 100, 0.1) == pytest.approx(0.0)
+    assert cosine_lr(0, 100, 0.1, warmup_steps=9) == pytest.approx(0.01)  # linear warmup
+    assert cosine_lr(500, 100, 0.1, min_lr=0.01) == pytest.approx(0.01)  # stays at the floor
 
 
 def test_preprocess():
     images = np.full((2, 28, 28), 255, dtype=np.uint8)
     x = mlp.preprocess(images)
     assert x.shape == (2, 784) and x.dtype == np.float32
-    assert np.allclose(x, (1 - mlp.MNIST_MEAN) / mlp.MNIST_STD)
+    from llmfs.data import MNIST_MEAN, MNIST_STD
+
+    assert np.allclose(x, (1 - MNIST_MEAN) / MNIST_STD)
 
 
 def _blobs(n, rng):
@@ -131,9 +137,9 @@ def test_train_learns_and_is_deterministic():
         history = mlp.train(params, x, y, x_test, y_test, epochs=5, batch_size=32, lr=0.05, seed=0)
         runs.append((params, history))
     (params, history), (params2, history2) = runs
-    assert history["train loss"][-1] < history["train loss"][0]
-    assert history["test acc"][-1] > 0.9 and mlp.accuracy(params, x_test, y_test) == history["test acc"][-1]
-    assert len(history["test loss"]) == 5
+    assert history["train_loss"][-1] < history["train_loss"][0]
+    assert history["test_acc"][-1] > 0.9 and mlp.accuracy(params, x_test, y_test) == history["test_acc"][-1]
+    assert len(history["test_loss"]) == 5
     assert history == history2 and all(np.array_equal(a[0], b[0]) for a, b in zip(params, params2))
     loss, acc = mlp.evaluate(params, x_test, y_test, batch_size=64)  # batching does not change the result
-    assert loss == pytest.approx(history["test loss"][-1], rel=1e-5) and acc == history["test acc"][-1]
+    assert loss == pytest.approx(history["test_loss"][-1], rel=1e-5) and acc == history["test_acc"][-1]

@@ -1,10 +1,10 @@
-"""Every course notebook follows the conventions of llmfs.notebooks (and the checker catches breaks)."""
+"""Every course notebook follows the conventions of tools.notebooks (and the checker catches breaks)."""
 
 import json
 
 import pytest
 
-from llmfs import notebooks
+from tools import notebooks
 
 ALL = notebooks.course_notebooks()
 
@@ -50,8 +50,8 @@ def test_repository_url_is_written_once():
 
 
 def test_readme_lists_every_notebook():
-    """The README's notebook table is current (regenerate: `python -m llmfs.notebooks readme`)."""
+    """The README's notebook table is current (regenerate: `python -m tools.notebooks readme`)."""
     readme = (notebooks.ROOT / "README.md").read_text()
     assert notebooks.README_START in readme and notebooks.README_END in readme
     table = readme[readme.index(notebooks.README_START) + len(notebooks.README_START):readme.index(notebooks.README_END)]
-    assert table.strip() == notebooks.readme_table().strip(), "run `python -m llmfs.notebooks readme`"
+    assert table.strip() == notebooks.readme_table().strip(), "run `python -m tools.notebooks readme`"

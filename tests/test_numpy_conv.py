@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llmfs import numpy_conv as nc
+from llmfs.basics import conv as nc
 
 CONFIGS = [  # (N, C, H, W, F, k, stride, pad)
     (1, 1, 5, 5, 1, 3, 1, 0),

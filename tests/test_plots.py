@@ -60,7 +60,7 @@ def test_confusion_matrix_counts_and_heatmap():
 
 
 def test_plot_graph_draws_one_box_per_node_and_one_arrow_per_edge():
-    from llmfs.engine import Value
+    from llmfs.basics.autograd import Value
 
     a, b = Value(2.0, label="a"), Value(-3.0, label="b")
     c = a * b

@@ -4,7 +4,7 @@ import pytest
 import regex
 
 from llmfs.data import load_kjv
-from llmfs.tokenizers import (ENDOFTEXT, GPT2_SPLIT_PATTERN, BPETokenizer, bytes_to_unicode, get_stats,
+from llmfs.pretrain.bpe import (ENDOFTEXT, GPT2_SPLIT_PATTERN, BPETokenizer, bytes_to_unicode, get_stats,
                               gpt2_tokenizer, merge, most_frequent, tiktoken_gpt2)
 
 VARIED = (

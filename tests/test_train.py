@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from llmfs.data import load_kjv
-from llmfs.gpt import GPT, GPTConfig
-from llmfs.train import (CharTokenizer, TrainConfig, configure_optimizer, get_batch, get_lr, load_tokens,
-                         prepare_data, read_meta, train)
+from llmfs.pretrain.gpt import GPT, GPTConfig
+from llmfs.pretrain.bpe import CharTokenizer
+from llmfs.pretrain.lm_data import get_batch, load_tokens, prepare_data, read_meta
+from llmfs.pretrain.train import TrainConfig, configure_optimizer, get_lr, train
 
 
 @pytest.fixture(scope="module")
@@ -90,12 +91,12 @@ def test_resume_continues_the_same_loss_curve(data_dir, tmp_path):
 
 
 def test_script_help():
-    out = subprocess.run([sys.executable, "-m", "llmfs.train", "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-m", "llmfs.pretrain.train", "--help"], capture_output=True, text=True, check=True)
     assert "--time_budget" in out.stdout and "--grad_accum" in out.stdout
 
 
 def test_prepare_kjv_char(tmp_path):
-    from llmfs.train import prepare_kjv
+    from llmfs.pretrain.lm_data import prepare_kjv
 
     out = prepare_kjv("char", root=tmp_path)
     assert prepare_kjv("char", root=tmp_path) == out  # prepared once, then reused
@@ -108,7 +109,7 @@ def test_prepare_kjv_char(tmp_path):
 
 
 def test_estimate_loss_is_repeatable_and_leaves_the_rng_alone(data_dir):
-    from llmfs.train import estimate_loss
+    from llmfs.pretrain.train import estimate_loss
 
     model = GPT(GPTConfig(vocab_size=read_meta(data_dir)["vocab_size"], block_size=16, n_layer=1, n_head=2, n_embd=16))
     val = load_tokens(data_dir, "val")

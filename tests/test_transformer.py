@@ -5,8 +5,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from llmfs.transformer import (DecoderLayer, EncoderLayer, Transformer, beam_search, greedy_decode,
-                               load_torch_layer, sinusoidal_positions)
+from llmfs.pretrain.positions import sinusoidal_positions
+from llmfs.pretrain.seq2seq import DecoderLayer, EncoderLayer, Transformer, beam_search, greedy_decode, load_torch_layer
 
 
 def test_sinusoidal_positions_follow_the_paper():
@@ -54,12 +54,38 @@ def test_decoder_is_causal_and_source_padding_is_ignored():
         assert (logits - padded).abs().max() < 1e-5
 
 
-def test_beam_of_one_is_greedy_and_decoders_stop_at_eos():
+def _logprob(model, src_row, toks, bos=1, eos=2):
+    """log p(toks + <eos> | src) by one teacher-forced pass."""
+    ys = torch.tensor([[bos] + toks + [eos]])
+    logp = model(src_row[None], ys[:, :-1]).log_softmax(-1)[0]
+    return logp.gather(1, ys[0, 1:, None]).sum().item()
+
+
+@torch.no_grad()
+def test_a_beam_of_one_is_never_less_likely_than_greedy_and_decoders_stop_at_eos():
+    """A beam of 1 follows greedy's path but keeps an <eos> it set aside: it may return a different,
+    more likely sentence, never a less likely one (it is not 'equal to greedy')."""
     model = tiny_model()
     src = torch.randint(3, 11, (6, 5))
-    greedy = greedy_decode(model, src, bos_id=1, eos_id=2, max_len=8)
+    greedy = greedy_decode(model, src, bos_token_id=1, eos_token_id=2, max_new_tokens=8)
     assert len(greedy) == 6 and all(2 not in g and 1 <= len(g) + 1 <= 9 for g in greedy)
-    assert beam_search(model, src, bos_id=1, eos_id=2, max_len=8, beam_size=1) == greedy
+    beam1 = beam_search(model, src, bos_token_id=1, eos_token_id=2, max_new_tokens=8, num_beams=1)
+    for s, b, g in zip(src, beam1, greedy):
+        if len(g) < 8:  # greedy ended with <eos> within the budget
+            assert _logprob(model, s, b) >= _logprob(model, s, g) - 1e-4
+
+
+def test_decoders_refuse_bad_arguments():
+    model = tiny_model()
+    src = torch.randint(3, 11, (2, 5))
+    for bad in (dict(max_new_tokens=0), dict(eos_token_id=-1), dict(max_new_tokens=2.5)):
+        kwargs = dict(bos_token_id=1, eos_token_id=2, max_new_tokens=8) | bad
+        with pytest.raises(ValueError):
+            greedy_decode(model, src, **kwargs)
+    with pytest.raises(ValueError, match="num_beams"):
+        beam_search(model, src, 1, 2, 8, num_beams=0)
+    with pytest.raises(ValueError, match="src"):
+        greedy_decode(model, src.float(), 1, 2, 8)
 
 
 class Lookahead:
@@ -79,8 +105,8 @@ class Lookahead:
 
 def test_beam_search_finds_the_sequence_greedy_misses():
     src = torch.zeros(1, 1, dtype=torch.long)
-    assert greedy_decode(Lookahead(), src, bos_id=0, eos_id=1, max_len=5) == [[2]]
-    assert beam_search(Lookahead(), src, bos_id=0, eos_id=1, max_len=5, beam_size=2) == [[3]]
+    assert greedy_decode(Lookahead(), src, bos_token_id=0, eos_token_id=1, max_new_tokens=5) == [[2]]
+    assert beam_search(Lookahead(), src, bos_token_id=0, eos_token_id=1, max_new_tokens=5, num_beams=2) == [[3]]
 
 
 def test_a_tiny_transformer_learns_to_reverse():
@@ -96,5 +122,5 @@ def test_a_tiny_transformer_learns_to_reverse():
         opt.step()
     model.eval()
     src = torch.randint(3, 8, (100, 4))
-    out = greedy_decode(model, src, bos_id=1, eos_id=2, max_len=6)
+    out = greedy_decode(model, src, bos_token_id=1, eos_token_id=2, max_new_tokens=6)
     assert sum(o == s.flip(0).tolist() for o, s in zip(out, src)) >= 90

@@ -1,14 +1,13 @@
 """The course's trainer: nanoGPT's train.py as a module and as a script.
 
-    python -m llmfs.train --data_dir kjv-char --max_iters 2000 --out_dir out/kjv-char
-    torchrun --standalone --nproc_per_node=2 -m llmfs.train --data_dir kjv-char --device cpu ...
+    python -m llmfs.pretrain.train --data_dir kjv-char --max_iters 2000 --out_dir out/kjv-char
+    torchrun --standalone --nproc_per_node=2 -m llmfs.pretrain.train --data_dir kjv-char --device cpu ...
 
-    from llmfs.train import TrainConfig, train
+    from llmfs.pretrain.train import TrainConfig, train
     result = train(TrainConfig(data_dir="kjv-char", max_iters=200))   # result.model, result.history
 
 The pieces, each small enough to read in one go and each built by hand in 06_pretraining.ipynb:
-- data: ``prepare_data`` writes token ids to ``train.bin`` / ``val.bin`` (uint16, read back with
-  ``np.memmap``), ``get_batch`` cuts random (x, y) windows from them;
+- data (``llmfs.pretrain.lm_data``): token ids in ``train.bin`` / ``val.bin``, random (x, y) windows;
 - ``configure_optimizer``: AdamW with weight decay on matrices only (the "decay groups");
 - ``get_lr``: linear warmup, then cosine decay to ``min_lr``, over steps or over a time budget;
 - ``train``: gradient accumulation, clipping, mixed precision on GPU, periodic evaluation, atomic
@@ -35,155 +34,103 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-from llmfs.checkpoint import load_checkpoint, save_checkpoint, unwrap
+from llmfs.basics.schedule import cosine_lr
 from llmfs.config import progress
-from llmfs.gpt import GPT, GPTConfig
-
-# ------------------------------------------------------------------------------------------------ data
-
-
-@dataclass
-class CharTokenizer:
-    """One token per character: ``itos[i]`` is the character of id i."""
-
-    itos: list[str]
-
-    @classmethod
-    def from_text(cls, text: str) -> "CharTokenizer":
-        return cls(sorted(set(text)))
-
-    def __post_init__(self):
-        self.stoi = {ch: i for i, ch in enumerate(self.itos)}
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.itos)
-
-    def encode(self, text: str) -> list[int]:
-        return [self.stoi[ch] for ch in text]
-
-    def decode(self, ids) -> str:
-        return "".join(self.itos[int(i)] for i in ids)
-
-
-def prepare_data(text: str, out_dir: str | os.PathLike, encode: Callable[[str], list[int]], vocab_size: int,
-                 val_fraction: float = 0.1, meta: dict | None = None) -> Path:
-    """Tokenize ``text`` and write the first (1 - val_fraction) to ``train.bin``, the rest to ``val.bin``.
-
-    Token ids are stored as uint16 (2 bytes each; vocabularies up to 65,536), the format nanoGPT uses;
-    ``meta.json`` records ``vocab_size`` and anything in ``meta`` (e.g. a character table).
-    """
-    if vocab_size > 2**16:
-        raise ValueError(f"vocab_size {vocab_size} does not fit in uint16")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    n = int(len(text) * (1 - val_fraction))  # split the text, not the tokens: the same cut for any tokenizer
-    for split, part in (("train", text[:n]), ("val", text[n:])):
-        np.array(encode(part), dtype=np.uint16).tofile(out / f"{split}.bin")
-    (out / "meta.json").write_text(json.dumps({"vocab_size": vocab_size, **(meta or {})}))
-    return out
-
-
-def prepare_kjv(tokenizer: str = "char", root: str | os.PathLike | None = None) -> Path:
-    """The King James text as token files, once: ``<root>/kjv-char`` or ``<root>/kjv-gpt2``.
-
-    root defaults to ``<llmfs cache>/data``. Returns the folder.
-    """
-    from llmfs.assets import cache_dir
-    from llmfs.data import load_kjv
-
-    out = Path(root or cache_dir() / "data") / f"kjv-{tokenizer}"
-    if (out / "meta.json").is_file():
-        return out
-    text = load_kjv()
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")  # write aside, then rename: readers never see half
-    if tokenizer == "char":
-        tok = CharTokenizer.from_text(text)
-        prepare_data(text, tmp, tok.encode, tok.vocab_size, meta={"tokenizer": "char", "itos": tok.itos})
-    elif tokenizer == "gpt2":
-        from llmfs.tokenizers import gpt2_tokenizer  # 04_tokenization's BPE: the same ids as tiktoken's gpt2
-
-        prepare_data(text, tmp, gpt2_tokenizer().encode, 50257, meta={"tokenizer": "gpt2"})
-    else:
-        raise ValueError(f"unknown tokenizer {tokenizer!r}: 'char' or 'gpt2'")
-    try:
-        os.rename(tmp, out)
-    except OSError:  # another process prepared it first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
-
-
-def resolve_data_dir(data_dir: str) -> Path:
-    """A folder with train.bin / val.bin / meta.json, or the names 'kjv-char' / 'kjv-gpt2' (prepared once)."""
-    if data_dir in ("kjv-char", "kjv-gpt2") and not Path(data_dir).is_dir():
-        return prepare_kjv(data_dir.split("-")[1])
-    return Path(data_dir)
-
-
-def read_meta(data_dir: str | os.PathLike) -> dict:
-    return json.loads((resolve_data_dir(str(data_dir)) / "meta.json").read_text())
-
-
-def load_tokens(data_dir: str | os.PathLike, split: str) -> np.memmap:
-    """The token ids of ``split`` ('train' or 'val') as a read-only memmap: nothing is read until used."""
-    return np.memmap(resolve_data_dir(str(data_dir)) / f"{split}.bin", dtype=np.uint16, mode="r")
-
-
-def get_batch(data: np.ndarray, batch_size: int, block_size: int, generator: torch.Generator,
-              device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """``batch_size`` random windows: x = data[i : i+T], y = data[i+1 : i+T+1]; both (B, T) int64."""
-    ix = torch.randint(len(data) - block_size, (batch_size,), generator=generator).tolist()
-    x = torch.from_numpy(np.stack([data[i:i + block_size] for i in ix]).astype(np.int64))
-    y = torch.from_numpy(np.stack([data[i + 1:i + 1 + block_size] for i in ix]).astype(np.int64))
-    if device.startswith("cuda"):  # pinned memory + non_blocking: the copy overlaps the GPU's work
-        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
-    return x.to(device), y.to(device)
-
+from llmfs.pretrain.checkpoint import load_checkpoint, save_checkpoint, unwrap
+from llmfs.pretrain.gpt import GPT, GPTConfig
+from llmfs.pretrain.lm_data import get_batch, load_tokens, read_meta, resolve_data_dir
 
 # ------------------------------------------------------------------------------------------------ config
 
 
+def _knob(default, help: str):
+    """A TrainConfig field whose ``help`` is also its ``--flag``'s help on the command line."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class TrainConfig:
-    """Every knob of a run. The defaults are nanoGPT's README "baby" CPU run on the course text."""
+    """Every knob of a run. The defaults are nanoGPT's README "baby" CPU run on the course text.
+
+    Tokens per optimizer step = batch_size * block_size * grad_accum * number of processes.
+    Every field is checked when the config is made: a wrong value raises ``ValueError`` naming it.
+    """
 
     # data
-    data_dir: str = "kjv-char"  # a prepared folder, or 'kjv-char' / 'kjv-gpt2'
+    data_dir: str = _knob("kjv-char", "a prepared folder, or 'kjv-char' / 'kjv-gpt2' (prepared on first use)")
     # model (ignored when ``train`` is given a model)
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    block_size: int = 64
-    dropout: float = 0.0
-    gelu: str = "tanh"  # GELU's approximation: 'tanh' (GPT-2's) or 'none' (exact erf; faster on CPU)
-    # optimisation; tokens per step = batch_size * block_size * grad_accum * world_size
-    batch_size: int = 12  # sequences per micro-step, per process
-    grad_accum: int = 1  # micro-steps whose gradients are summed before one optimizer step
-    max_iters: int = 2000  # optimizer steps
-    stop_iter: int = 0  # > 0: stop after this step as if interrupted (the schedule still runs to max_iters)
-    time_budget: float = 0.0  # seconds; > 0: the cosine runs over wall-clock time and training stops at it
-    lr: float = 1e-3
-    min_lr: float = 1e-4
-    warmup_iters: int = 100
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.99
-    grad_clip: float = 1.0  # 0: off
+    n_layer: int = _knob(4, "transformer blocks")
+    n_head: int = _knob(4, "attention heads per block")
+    n_embd: int = _knob(128, "width of the residual stream")
+    block_size: int = _knob(64, "context length in tokens")
+    dropout: float = _knob(0.0, "dropout probability")
+    gelu: str = _knob("tanh", "GELU: 'tanh' (GPT-2's approximation) or 'exact' (erf; faster on CPU)")
+    # optimisation
+    batch_size: int = _knob(12, "sequences per micro-step, per process")
+    grad_accum: int = _knob(1, "micro-steps whose gradients are summed before one optimizer step")
+    max_iters: int = _knob(2000, "optimizer steps")
+    stop_iter: int = _knob(0, "> 0: stop after this step as if interrupted (the schedule still runs to max_iters)")
+    time_budget: float = _knob(0.0, "seconds; > 0: the cosine runs over wall-clock time and training stops at it")
+    lr: float = _knob(1e-3, "peak learning rate")
+    min_lr: float = _knob(1e-4, "learning rate at the end of the cosine")
+    warmup_iters: int = _knob(100, "steps of linear warmup")
+    weight_decay: float = _knob(0.1, "AdamW weight decay (matrices and embeddings only)")
+    beta1: float = _knob(0.9, "AdamW beta1")
+    beta2: float = _knob(0.99, "AdamW beta2")
+    grad_clip: float = _knob(1.0, "clip the gradient norm to this; 0: off")
     # evaluation and logging
-    eval_interval: int = 250  # steps between evaluations; 0: only at the end
-    eval_iters: int = 20  # batches per periodic evaluation
-    final_eval_iters: int = 200  # batches of the final evaluation (nanoGPT's eval_iters)
-    eval_batch_size: int = 0  # 0: batch_size
-    log_interval: int = 10  # steps between progress-bar updates
+    eval_interval: int = _knob(250, "steps between evaluations; 0: only at the end")
+    eval_iters: int = _knob(20, "batches per periodic evaluation")
+    final_eval_iters: int = _knob(200, "batches of the final evaluation (nanoGPT's eval_iters)")
+    eval_batch_size: int = _knob(0, "sequences per evaluation batch; 0: batch_size")
+    log_interval: int = _knob(10, "steps between progress-bar updates")
     # checkpoints
-    out_dir: str = ""  # '' : no files written
-    ckpt_interval: int = 0  # steps between checkpoints (0: only at the end)
-    resume: bool = False  # continue from out_dir/ckpt.safetensors when it exists
+    out_dir: str = _knob("", "folder for ckpt.safetensors and history.json; '': no files written")
+    ckpt_interval: int = _knob(0, "steps between checkpoints (0: only at the end)")
+    resume: bool = _knob(False, "continue from out_dir/ckpt.safetensors when it exists")
     # system
-    device: str = "auto"  # 'auto', 'cpu', 'cuda', 'mps'
-    dtype: str = "float32"  # 'bfloat16' / 'float16': autocast (mixed precision)
-    compile: bool = False  # torch.compile the model
-    seed: int = 0
+    device: str = _knob("auto", "'auto', 'cpu', 'cuda' (or 'cuda:N'), 'mps'")
+    dtype: str = _knob("float32", "'float32', or 'bfloat16' / 'float16' for autocast (mixed precision)")
+    compile: bool = _knob(False, "torch.compile the model")
+    seed: int = _knob(0, "seed of the initial weights, dropout and batches")
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):  # each field has the type of its default
+            value, kind = getattr(self, f.name), type(f.default)
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)  # lr=1 means 1.0
+                setattr(self, f.name, value)
+            if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+                raise TypeError(f"TrainConfig.{f.name} must be {kind.__name__}, got {value!r}")
+            if kind is float and not math.isfinite(value):
+                raise ValueError(f"TrainConfig.{f.name} must be finite, got {value!r}")
+        positive = ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum", "max_iters",
+                    "eval_iters", "final_eval_iters", "log_interval")
+        at_least_zero = ("stop_iter", "warmup_iters", "eval_interval", "eval_batch_size", "ckpt_interval",
+                         "time_budget", "min_lr", "weight_decay", "grad_clip")
+        problems = [f"{k} must be >= 1, got {getattr(self, k)!r}" for k in positive if getattr(self, k) < 1]
+        problems += [f"{k} must be >= 0, got {getattr(self, k)!r}" for k in at_least_zero if getattr(self, k) < 0]
+        if not math.isfinite(self.lr) or self.lr <= 0:
+            problems.append(f"lr must be > 0, got {self.lr!r}")
+        if self.min_lr > self.lr:
+            problems.append(f"min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
+        if not 0.0 <= self.dropout < 1.0:
+            problems.append(f"dropout must be in [0, 1), got {self.dropout!r}")
+        for k in ("beta1", "beta2"):
+            if not 0.0 <= getattr(self, k) < 1.0:
+                problems.append(f"{k} must be in [0, 1), got {getattr(self, k)!r}")
+        if self.gelu not in ("tanh", "exact"):
+            problems.append(f"gelu must be 'tanh' or 'exact', got {self.gelu!r}")
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            problems.append(f"dtype must be 'float32', 'bfloat16' or 'float16', got {self.dtype!r}")
+        if self.device.split(":")[0] not in ("auto", "cpu", "cuda", "mps"):
+            problems.append(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {self.device!r}")
+        if self.n_embd % self.n_head:
+            problems.append(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
+        if self.resume and not self.out_dir:
+            problems.append("resume=True needs an out_dir to resume from")
+        if problems:
+            raise ValueError("TrainConfig: " + "; ".join(problems))
 
 
 @dataclass
@@ -213,17 +160,13 @@ def configure_optimizer(model: nn.Module, weight_decay: float, lr: float, betas:
 
 
 def get_lr(it: int, cfg: TrainConfig, progress: float | None = None) -> float:
-    """Linear warmup over ``warmup_iters`` steps, then a cosine from ``lr`` down to ``min_lr``.
+    """The learning rate of step ``it``: ``llmfs.basics.schedule.cosine_lr`` (linear warmup over
+    ``warmup_iters`` steps, then a cosine from ``lr`` down to ``min_lr``) with this run's numbers.
 
-    ``progress`` in [0, 1] is how far the decay has gone; by default counted in steps as nanoGPT does,
-    (it - warmup) / (max_iters - warmup). A time-budgeted run passes elapsed / time_budget instead.
+    ``progress`` in [0, 1] is how far the decay has gone; by default counted in steps as nanoGPT does.
+    A time-budgeted run passes elapsed / time_budget instead.
     """
-    if it < cfg.warmup_iters:
-        return cfg.lr * (it + 1) / (cfg.warmup_iters + 1)
-    if progress is None:
-        progress = (it - cfg.warmup_iters) / max(1, cfg.max_iters - cfg.warmup_iters)
-    progress = min(max(progress, 0.0), 1.0)
-    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - cfg.min_lr)
+    return cosine_lr(it, cfg.max_iters, cfg.lr, cfg.min_lr, cfg.warmup_iters, progress)
 
 
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -280,7 +223,8 @@ def train(cfg: TrainConfig, model: nn.Module | None = None, quiet: bool = False)
     ddp, master = world > 1, rank == 0
     device_type = device.split(":")[0]
     torch.manual_seed(cfg.seed)  # the same initial weights on every process
-    meta = read_meta(cfg.data_dir)
+    data_dir = resolve_data_dir(cfg.data_dir, prepare=True)  # the named KJV sets are written once
+    meta = read_meta(data_dir)
     if model is None:
         model = GPT(GPTConfig(vocab_size=meta["vocab_size"], block_size=cfg.block_size, n_layer=cfg.n_layer,
                               n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout, gelu=cfg.gelu))
@@ -288,7 +232,7 @@ def train(cfg: TrainConfig, model: nn.Module | None = None, quiet: bool = False)
     optimizer = configure_optimizer(model, cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2), device_type)
     torch.manual_seed(cfg.seed + rank)  # dropout differs between processes
     data_gen = torch.Generator().manual_seed(cfg.seed + rank)  # so do the batches
-    train_data, val_data = load_tokens(cfg.data_dir, "train"), load_tokens(cfg.data_dir, "val")
+    train_data, val_data = load_tokens(data_dir, "train"), load_tokens(data_dir, "val")
 
     history = {k: [] for k in ("iter", "train_loss", "lr", "eval_iter", "val_loss", "eval_time")}
     step, elapsed_before = 0, 0.0
@@ -397,17 +341,13 @@ def train(cfg: TrainConfig, model: nn.Module | None = None, quiet: bool = False)
 
 
 def _parser() -> argparse.ArgumentParser:
-    """One ``--flag`` per TrainConfig field, with its type, its default and its comment as help."""
-    import inspect
-    import re
-
-    comments = dict(re.findall(r"^\s+(\w+): \w+ = [^#\n]*#\s*(.*)$", inspect.getsource(TrainConfig), re.M))
-    p = argparse.ArgumentParser(prog="python -m llmfs.train", description=__doc__.split("\n")[0])
+    """One ``--flag`` per TrainConfig field, with its type, its default and its help."""
+    p = argparse.ArgumentParser(prog="python -m llmfs.pretrain.train", description=__doc__.split("\n")[0])
     for f in dataclasses.fields(TrainConfig):
         kind = type(f.default)
         conv = (lambda s: s.lower() in ("1", "true", "yes", "on")) if kind is bool else kind
         p.add_argument(f"--{f.name}", type=conv, default=f.default, metavar=kind.__name__.upper(),
-                       help=f"{comments.get(f.name, '')} (default: %(default)s)".lstrip())
+                       help=f"{f.metadata['help']} (default: %(default)s)")
     return p
 
 

@@ -14,6 +14,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from llmfs.pretrain.positions import LearnedPositions
+
+GELU_APPROXIMATIONS = {"tanh": "tanh", "exact": "none"}  # ours -> torch's ``approximate=`` argument
+
 
 @dataclass
 class GPTConfig:
@@ -25,13 +29,24 @@ class GPTConfig:
     dropout: float = 0.0
     bias: bool = True  # biases in Linear and LayerNorm, as GPT-2
     layer_norm_eps: float = 1e-5
-    gelu: str = "tanh"  # GPT-2's approximation ("gelu_new"); "none": the exact erf form (nanoGPT's, faster on CPU)
+    gelu: str = "tanh"  # "tanh": GPT-2's approximation ("gelu_new"); "exact": the erf form (nanoGPT's, faster on CPU)
+
+    def __post_init__(self):
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"GPTConfig.n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        if self.gelu not in GELU_APPROXIMATIONS:
+            raise ValueError(f"GPTConfig.gelu must be one of {sorted(GELU_APPROXIMATIONS)}, got {self.gelu!r}")
 
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
-        assert cfg.n_embd % cfg.n_head == 0, "n_embd must be a multiple of n_head"
         self.n_head, self.dropout = cfg.n_head, cfg.dropout
         self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)  # q, k, v for all heads at once
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
@@ -54,10 +69,10 @@ class MLP(nn.Module):
         self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
         self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.dropout = nn.Dropout(cfg.dropout)
-        self.gelu = cfg.gelu
+        self.approximate = GELU_APPROXIMATIONS[cfg.gelu]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate=self.gelu)))
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate=self.approximate)))
 
 
 class Block(nn.Module):
@@ -81,7 +96,7 @@ class GPT(nn.Module):
         self.config = cfg
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(cfg.vocab_size, cfg.n_embd),  # token embeddings
-            wpe=nn.Embedding(cfg.block_size, cfg.n_embd),  # learned position embeddings
+            wpe=LearnedPositions(cfg.block_size, cfg.n_embd),  # one learned vector per position
             drop=nn.Dropout(cfg.dropout),
             h=nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer)),
             ln_f=nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps, bias=cfg.bias),
@@ -100,8 +115,13 @@ class GPT(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def num_params(self, non_embedding: bool = True) -> int:
-        """Parameters; without the position embeddings by default (token embeddings are tied to the head)."""
+    def num_params(self, non_embedding: bool = False) -> int:
+        """Parameters, each tensor counted once (the tied lm_head adds nothing).
+
+        ``non_embedding=True`` leaves out the lookup tables that do no arithmetic: the position table
+        (the token table stays, since it is also the output head's matrix), as Kaplan et al. and nanoGPT
+        count. ``llmfs.pretrain.llama.Llama.num_params`` means the same.
+        """
         n = sum(p.numel() for p in self.parameters())
         return n - self.transformer.wpe.weight.numel() if non_embedding else n
 
@@ -112,18 +132,34 @@ class GPT(nn.Module):
         B, T = idx.shape
         if T > self.config.block_size:
             raise ValueError(f"sequence of length {T} is longer than block_size {self.config.block_size}")
-        pos = torch.arange(T, device=idx.device)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(T))
         for block in self.transformer.h:
             x = block(x)
         return self.lm_head(self.transformer.ln_f(x))
 
     @classmethod
     def from_hf(cls, hf_model) -> "GPT":
-        """Copy the weights of a ``transformers.GPT2LMHeadModel`` (random or pretrained)."""
+        """Copy the weights of a ``transformers.GPT2LMHeadModel`` (random or pretrained).
+
+        Refuses, with a ``ValueError`` naming the setting, a GPT-2 variant this class does not compute
+        the same way (another activation, MLP width, attention scaling, untied head, cross-attention).
+        """
         c = hf_model.config
+        gelu = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu": "exact"}.get(c.activation_function)
+        unsupported = {
+            "activation_function": gelu is None,
+            "n_inner": c.n_inner not in (None, 4 * c.n_embd),
+            "scale_attn_weights": not c.scale_attn_weights,
+            "scale_attn_by_inverse_layer_idx": c.scale_attn_by_inverse_layer_idx,
+            "reorder_and_upcast_attn": c.reorder_and_upcast_attn,
+            "add_cross_attention": getattr(c, "add_cross_attention", False),
+            "tie_word_embeddings": not getattr(c, "tie_word_embeddings", True),
+        }
+        bad = [f"{k}={getattr(c, k, None)!r}" for k, v in unsupported.items() if v]
+        if bad:
+            raise ValueError(f"GPT.from_hf copies plain GPT-2 only; this config has {', '.join(bad)}")
         cfg = GPTConfig(vocab_size=c.vocab_size, block_size=c.n_positions, n_layer=c.n_layer,
-                        n_head=c.n_head, n_embd=c.n_embd, layer_norm_eps=c.layer_norm_epsilon)
+                        n_head=c.n_head, n_embd=c.n_embd, layer_norm_eps=c.layer_norm_epsilon, gelu=gelu)
         model = cls(cfg)
         sd_hf = hf_model.state_dict()
         # GPT-2 stores its projections as Conv1D: weight (in, out), the transpose of nn.Linear's

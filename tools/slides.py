@@ -4,7 +4,7 @@ nbconvert's slides load reveal.js, require.js, jQuery and MathJax from CDNs; her
 from local copies of pinned npm packages (``make setup`` puts them in ``build/vendor``), referenced by
 relative URLs, so the slides open from ``file://`` with no network.
 
-    python -m llmfs.slides 01CB-basics --out build/slides --vendor build/vendor
+    python -m tools.slides 01CB-basics --out build/slides --vendor build/vendor
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def render(nb_path: Path, out_dir: Path, vendor: Path, execute: bool = True) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m llmfs.slides", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.slides", description=__doc__.split("\n")[0])
     parser.add_argument("paths", nargs="+", type=Path, help="notebooks or series folders")
     parser.add_argument("--out", type=Path, default=Path("build/slides"))
     parser.add_argument("--vendor", type=Path, default=Path("build/vendor"))

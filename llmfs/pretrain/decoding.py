@@ -5,7 +5,7 @@ penalty and beam search, each written to give the same tokens as ``transformers`
     ids = sample(model, prompt, 50, temperature=0.8, top_k=40, top_p=0.95, repetition_penalty=1.2)
     ids = beam_search(model, prompt, 50, num_beams=4, eos_token_id=0)
 
-``model`` is any callable from token ids (B, T) to logits (B, T, V): ``llmfs.gpt.GPT``, or
+``model`` is any callable from token ids (B, T) to logits (B, T, V): ``llmfs.pretrain.gpt.GPT``, or
 ``lambda ids: hf_model(ids).logits``. ``prompt`` is (B, T) int64 (beam search: B = 1). Every step
 recomputes the whole sequence (no KV cache: that is the inference series' subject); the context is cut
 to the model's ``block_size`` when it has one.

@@ -9,7 +9,7 @@ Memory-bound kernels are timed "cold": several copies of the weights (together >
 used in turn, so each call streams its weights from DRAM, as in a real model whose weights do
 not fit in the 32 MiB L3. ``--hot`` times them on one copy instead (cache-resident where small).
 
-    python -m llmfs.bench [--quick] [--hot]
+    python -m tools.bench [--quick] [--hot]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def _one_blas_thread() -> None:
     if all(os.environ.get(v) == "1" for v in _THREAD_VARS):
         return
     env = dict(os.environ, **{v: "1" for v in _THREAD_VARS})
-    os.execve(sys.executable, [sys.executable, "-m", "llmfs.bench", *sys.argv[1:]], env)
+    os.execve(sys.executable, [sys.executable, "-m", "tools.bench", *sys.argv[1:]], env)
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """A multi-layer perceptron in plain NumPy: init, forward, backward, mini-batch SGD with momentum.
 
 Built by hand in notebook 01CB/03 (MNIST); the notebook then trains with ``train`` below, and
-``python -m llmfs.bench_mlp`` times it.
+``python -m tools.bench_mlp`` times it.
 
     params = init_params([784, 256, 10], np.random.default_rng(0))   # He init
     history = train(params, x_train, y_train, x_test, y_test, epochs=20)
@@ -17,21 +17,23 @@ import math
 
 import numpy as np
 
+from llmfs.basics.schedule import cosine_lr
 from llmfs.config import progress
+from llmfs.data import normalize_mnist
 
 Params = list[tuple[np.ndarray, np.ndarray]]  # [(W (D_in, D_out), b (D_out,)), ...], one pair per layer
 
-MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # pixel mean and std of the MNIST training set, in [0, 1]
-
-# The FULL-mode recipe of notebook 03 (and of ``python -m llmfs.bench_mlp``): one hidden layer of 256
+# The FULL-mode recipe of notebook 03 (and of ``python -m tools.bench_mlp``): one hidden layer of 256
 # ReLUs, He init, batch 128, SGD with momentum 0.9, cosine learning rate from 0.1, weight decay 5e-4.
 MNIST_RECIPE = {"sizes": [784, 256, 10], "epochs": 15, "batch_size": 128, "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4}
 
 
 def preprocess(images: np.ndarray) -> np.ndarray:
-    """uint8 images (N, 28, 28) in 0..255 -> float32 (N, 784), standardised with MNIST's mean and std."""
-    x = images.reshape(len(images), -1).astype(np.float32) / 255.0
-    return (x - MNIST_MEAN) / MNIST_STD
+    """uint8 images (N, 28, 28) in 0..255 -> float32 (N, 784), standardised (``llmfs.data.normalize_mnist``)."""
+    images = np.asarray(images)
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise ValueError(f"expected MNIST images of shape (N, 28, 28), got {images.shape}")
+    return normalize_mnist(images).reshape(len(images), -1)
 
 
 def init_params(sizes: list[int], rng: np.random.Generator, scheme: str = "he", dtype=np.float32) -> Params:
@@ -144,11 +146,6 @@ def evaluate(params: Params, x: np.ndarray, y: np.ndarray, batch_size: int = 10_
     return total_loss / len(x), correct / len(x)
 
 
-def cosine_lr(step: int, total_steps: int, lr: float) -> float:
-    """Cosine decay from lr at step 0 to 0 at total_steps: lr * (1 + cos(pi * step / total)) / 2."""
-    return lr * 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
-
-
 def train(
     params: Params,
     x: np.ndarray,
@@ -165,16 +162,16 @@ def train(
     """Mini-batch SGD with momentum and a cosine learning-rate schedule; trains ``params`` in place.
 
     Each epoch visits the training set once in a fresh random order (``seed`` fixes the orders).
-    Returns the history: 'train loss' (mean over the epoch's batches) and, with a test set,
-    'test loss' and 'test acc', one value per epoch.
+    Returns the history: 'train_loss' (mean over the epoch's batches) and, with a test set,
+    'test_loss' and 'test_acc', one value per epoch.
     """
     rng = np.random.default_rng(seed)
     velocity = [(np.zeros_like(W), np.zeros_like(b)) for W, b in params]
     steps_per_epoch = math.ceil(len(x) / batch_size)
     total_steps, step = epochs * steps_per_epoch, 0
-    history: dict[str, list[float]] = {"train loss": []}
+    history: dict[str, list[float]] = {"train_loss": []}
     if x_test is not None:
-        history.update({"test loss": [], "test acc": []})
+        history.update({"test_loss": [], "test_acc": []})
     for _ in progress(range(epochs), desc="epochs"):
         order = rng.permutation(len(x))
         losses = []
@@ -184,9 +181,9 @@ def train(
             sgd_step(params, grads, velocity, cosine_lr(step, total_steps, lr), momentum, weight_decay)
             losses.append(loss)
             step += 1
-        history["train loss"].append(float(np.mean(losses)))
+        history["train_loss"].append(float(np.mean(losses)))
         if x_test is not None:
             test_loss, test_acc = evaluate(params, x_test, y_test)
-            history["test loss"].append(test_loss)
-            history["test acc"].append(test_acc)
+            history["test_loss"].append(test_loss)
+            history["test_acc"].append(test_acc)
     return history

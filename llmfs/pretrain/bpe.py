@@ -1,10 +1,12 @@
-"""Byte-level byte-pair encoding (BPE), as GPT-2 does it (Sennrich et al., 2016; Radford et al., 2019).
+"""Tokenizers: byte-level byte-pair encoding (BPE) as GPT-2 does it (Sennrich et al., 2016; Radford et
+al., 2019), and the one-token-per-character tokenizer of the small pretraining runs.
 
     tok = gpt2_tokenizer()                          # GPT-2's real merges: same ids as tiktoken's "gpt2"
     tok.encode("Hello world")                       # [15496, 995]
     tok.decode([15496, 995])                        # 'Hello world'
     tok.encode("a<|endoftext|>", allowed_special="all")   # [64, 50256]
     mine = BPETokenizer.train(text, vocab_size=1024)       # learn merges from a corpus
+    chars = CharTokenizer.from_text(text)                   # one id per distinct character
 
 Text -> UTF-8 bytes, split into chunks by a regex (never merge across a word and its punctuation),
 then in each chunk repeatedly merge the adjacent pair of tokens that was learned first.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from functools import lru_cache
+from dataclasses import dataclass
 from pathlib import Path
 
 import regex  # the `regex` module: \p{L} (any letter) and \p{N} (any digit) in patterns
@@ -25,6 +28,43 @@ GPT2_SPLIT_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p
 ENDOFTEXT = "<|endoftext|>"
 
 Pair = tuple[int, int]
+
+
+@dataclass
+class CharTokenizer:
+    """One token per character: ``itos[i]`` is the character of id i (sorted, so ids are stable)."""
+
+    itos: list[str]
+
+    @classmethod
+    def from_text(cls, text: str) -> "CharTokenizer":
+        if not isinstance(text, str) or not text:
+            raise ValueError("CharTokenizer.from_text needs a non-empty str")
+        return cls(sorted(set(text)))
+
+    def __post_init__(self):
+        if not self.itos or not all(isinstance(c, str) and len(c) == 1 for c in self.itos):
+            raise ValueError("itos must be a non-empty list of single characters")
+        if len(set(self.itos)) != len(self.itos):
+            raise ValueError("itos holds a character twice")
+        self.stoi = {ch: i for i, ch in enumerate(self.itos)}
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.itos)
+
+    def encode(self, text: str) -> list[int]:
+        unknown = set(text) - self.stoi.keys()
+        if unknown:
+            raise ValueError(f"characters not in the vocabulary: {''.join(sorted(unknown))[:20]!r}")
+        return [self.stoi[ch] for ch in text]
+
+    def decode(self, ids) -> str:
+        ids = [int(i) for i in ids]
+        bad = [i for i in ids if not 0 <= i < len(self.itos)]
+        if bad:
+            raise ValueError(f"token ids out of range 0..{len(self.itos) - 1}: {bad[:5]}")
+        return "".join(self.itos[i] for i in ids)
 
 
 def get_stats(ids: list[int], counts: Counter | None = None, weight: int = 1) -> Counter:

@@ -1,7 +1,7 @@
 """The course's notebook conventions: one place that states them, checks them and fixes what it can.
 
-    python -m llmfs.notebooks check 01CB-basics/*.ipynb   # list every broken convention
-    python -m llmfs.notebooks fix   01CB-basics/*.ipynb   # strip outputs, stamp badge + slide metadata
+    python -m tools.notebooks check 01CB-basics/*.ipynb   # list every broken convention
+    python -m tools.notebooks fix   01CB-basics/*.ipynb   # strip outputs, stamp badge + slide metadata
 
 A course notebook
 - opens with a markdown cell: an H1 title, a one-paragraph story and the "Open in Colab" badge;
@@ -104,7 +104,7 @@ def check(nb_path: Path) -> list[str]:
     elif code[0][0] != setups[0]:
         problems.append("the setup cell must be the first code cell")
     elif _src(cells[setups[0]]).strip() != SETUP_CELL.strip():
-        problems.append("the setup cell differs from llmfs.notebooks.SETUP_CELL (run `python -m llmfs.notebooks fix`)")
+        problems.append("the setup cell differs from tools.notebooks.SETUP_CELL (run `python -m tools.notebooks fix`)")
 
     for i, c in enumerate(cells):
         src = _src(c)
@@ -169,7 +169,7 @@ README_START, README_END = "<!-- notebooks:start -->", "<!-- notebooks:end -->"
 
 
 def readme_table() -> str:
-    """The README's table of every notebook (regenerate with `python -m llmfs.notebooks readme`)."""
+    """The README's table of every notebook (regenerate with `python -m tools.notebooks readme`)."""
     rows = ["| Notebook | What you build and prove | Colab |", "|---|---|---|"]
     for nb in course_notebooks()[:-1]:  # not the template
         title, line = describe(nb)
@@ -185,7 +185,7 @@ def write_readme_table(readme: Path = ROOT / "README.md") -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m llmfs.notebooks")
+    parser = argparse.ArgumentParser(prog="python -m tools.notebooks")
     parser.add_argument("action", choices=["check", "fix", "readme"])
     parser.add_argument("paths", nargs="*", type=Path, help="notebooks (default: every course notebook)")
     args = parser.parse_args(argv)

@@ -2,8 +2,8 @@
 
     model = Transformer(src_vocab=40, tgt_vocab=13, d_model=128, n_heads=4, n_layers=3)
     logits = model(src, tgt_in)           # src (B, S), tgt_in (B, T) token ids -> (B, T, tgt_vocab)
-    greedy_decode(model, src, bos_id=1, eos_id=2, max_len=12)   # -> list of token lists
-    beam_search(model, src, bos_id=1, eos_id=2, max_len=12, beam_size=4)
+    greedy_decode(model, src, bos_token_id=1, eos_token_id=2, max_new_tokens=12)   # -> list of token lists
+    beam_search(model, src, bos_token_id=1, eos_token_id=2, max_new_tokens=12, num_beams=4)
 
 Token id ``pad_id`` (0 by default) is padding in both languages. Layers name their parts like
 ``torch.nn.TransformerEncoderLayer`` / ``DecoderLayer`` do; ``load_torch_layer`` copies those weights.
@@ -17,18 +17,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from llmfs.attention import MultiHeadAttention, causal_mask, padding_mask
-
-
-def sinusoidal_positions(max_len: int, d_model: int, base: float = 10000.0) -> torch.Tensor:
-    """(max_len, d_model): PE[p, 2i] = sin(p / base^(2i/d)), PE[p, 2i+1] = cos(p / base^(2i/d))."""
-    if d_model % 2:
-        raise ValueError(f"d_model must be even, got {d_model}")
-    inv_freq = base ** (-torch.arange(0, d_model, 2, dtype=torch.float32) / d_model)  # (d/2,)
-    angles = torch.arange(max_len, dtype=torch.float32)[:, None] * inv_freq  # (max_len, d/2)
-    pe = torch.empty(max_len, d_model)
-    pe[:, 0::2], pe[:, 1::2] = angles.sin(), angles.cos()
-    return pe
+from llmfs.pretrain.attention import MultiHeadAttention, causal_mask, padding_mask
+from llmfs.pretrain.decoding import generate
+from llmfs.pretrain.positions import sinusoidal_positions
 
 
 class EncoderLayer(nn.Module):
@@ -121,34 +112,51 @@ class Transformer(nn.Module):
         return self.decode(tgt, memory, src_mask)
 
 
-def _strip(seq: list[int], eos_id: int) -> list[int]:
+def _strip(seq: list[int], eos_token_id: int) -> list[int]:
     """The tokens before the first EOS."""
-    return seq[: seq.index(eos_id)] if eos_id in seq else seq
+    return seq[: seq.index(eos_token_id)] if eos_token_id in seq else seq
+
+
+def _check_decode_args(src: torch.Tensor, bos_token_id: int, eos_token_id: int, max_new_tokens: int,
+                       num_beams: int = 1) -> None:
+    if not isinstance(src, torch.Tensor) or src.dim() != 2 or src.dtype != torch.long or src.size(0) < 1:
+        raise ValueError(f"src must be a (batch, S) int64 tensor of token ids, got "
+                         f"{tuple(src.shape) if isinstance(src, torch.Tensor) else type(src).__name__}"
+                         f"{' ' + str(src.dtype) if isinstance(src, torch.Tensor) else ''}")
+    for name, value, low in (("bos_token_id", bos_token_id, 0), ("eos_token_id", eos_token_id, 0),
+                             ("max_new_tokens", max_new_tokens, 1), ("num_beams", num_beams, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
 @torch.no_grad()
-def greedy_decode(model: Transformer, src: torch.Tensor, bos_id: int, eos_id: int, max_len: int) -> list[list[int]]:
+def greedy_decode(model: Transformer, src: torch.Tensor, bos_token_id: int, eos_token_id: int,
+                  max_new_tokens: int) -> list[list[int]]:
     """The most likely next token, one step at a time, for a batch src (B, S). Returns B token lists
-    (BOS and EOS removed)."""
+    (BOS and EOS removed). The loop is ``llmfs.pretrain.decoding.generate``'s, with the decoder
+    (attending to this batch's encoded source) as the model; the argument names are ``generate``'s."""
+    _check_decode_args(src, bos_token_id, eos_token_id, max_new_tokens)
     memory, src_mask = model.encode(src)
-    ys = torch.full((src.size(0), 1), bos_id, dtype=torch.long, device=src.device)
-    for _ in range(max_len):
-        next_token = model.decode(ys, memory, src_mask)[:, -1].argmax(-1)  # (B,)
-        ys = torch.cat([ys, next_token[:, None]], dim=1)
-        if (ys == eos_id).any(dim=1).all():
-            break
-    return [_strip(row, eos_id) for row in ys[:, 1:].tolist()]
+    start = torch.full((src.size(0), 1), bos_token_id, dtype=torch.long, device=src.device)
+    ys = generate(lambda tgt: model.decode(tgt, memory, src_mask), start, max_new_tokens,
+                  eos_token_id=eos_token_id)
+    return [_strip(row, eos_token_id) for row in ys[:, 1:].tolist()]
 
 
 @torch.no_grad()
-def beam_search(model: Transformer, src: torch.Tensor, bos_id: int, eos_id: int, max_len: int,
-                beam_size: int = 4, alpha: float = 0.0) -> list[list[int]]:
-    """Keep the ``beam_size`` most likely prefixes at every step, for each row of src (B, S).
+def beam_search(model: Transformer, src: torch.Tensor, bos_token_id: int, eos_token_id: int, max_new_tokens: int,
+                num_beams: int = 4, length_penalty: float = 0.0) -> list[list[int]]:
+    """Keep the ``num_beams`` most likely prefixes at every step, for each row of src (B, S).
 
-    A hypothesis is scored by its total log-probability divided by length**alpha (alpha = 0: no
-    length normalisation). Returns the best finished hypothesis of each row (BOS and EOS removed).
+    A finished hypothesis is scored by its total log-probability divided by length ** length_penalty
+    (0, the default here: no length normalisation; ``transformers`` defaults to 1). Returns the best
+    finished hypothesis of each row (BOS and EOS removed). This is the paper-style search of 02PT/03,
+    which stops once no prefix can beat the best finished sentence; ``llmfs.pretrain.decoding.beam_search``
+    is the ``transformers``-exact one for decoder-only models, with the same argument names.
     """
-    return [_beam_search_one(model, s[None], bos_id, eos_id, max_len, beam_size, alpha) for s in src]
+    _check_decode_args(src, bos_token_id, eos_token_id, max_new_tokens, num_beams)
+    return [_beam_search_one(model, s[None], bos_token_id, eos_token_id, max_new_tokens, num_beams, length_penalty)
+            for s in src]
 
 
 def _beam_search_one(model, src, bos_id, eos_id, max_len, beam_size, alpha) -> list[int]:

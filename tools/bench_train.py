@@ -1,8 +1,8 @@
 """Training speed: the course trainer against nanoGPT's reference runs, on the same data and the same clock.
 
-    python -m llmfs.bench_train                    # CPU: nanoGPT's README "baby" run vs the course's recipe
-    python -m llmfs.bench_train --preset gpu       # GPU: nanoGPT's train_shakespeare_char vs the course's
-    python -m llmfs.bench_train --side course      # only one side ('reference' or 'course')
+    python -m tools.bench_train                    # CPU: nanoGPT's README "baby" run vs the course's recipe
+    python -m tools.bench_train --preset gpu       # GPU: nanoGPT's train_shakespeare_char vs the course's
+    python -m tools.bench_train --side course      # only one side ('reference' or 'course')
 
 Data: the King James text, character level, first 90 % train / last 10 % validation (``kjv-char``).
 Both sides are scored the same way: the mean loss over 200 validation batches (nanoGPT's
@@ -28,7 +28,8 @@ import dataclasses  # noqa: E402
 
 import torch  # noqa: E402
 
-from llmfs.train import TrainConfig, estimate_loss, load_tokens, prepare_kjv, read_meta, train
+from llmfs.pretrain.lm_data import load_tokens, prepare_kjv, read_meta
+from llmfs.pretrain.train import TrainConfig, estimate_loss, train
 
 # nanoGPT's own runs on this data (course notes, section 6): (val loss, wall seconds, hardware)
 RECORDED = {
@@ -40,9 +41,9 @@ FINAL_EVAL_ITERS = 200
 # nanoGPT's README CPU command: --device=cpu --compile=False --eval_iters=20 --log_interval=1 --block_size=64
 # --batch_size=12 --n_layer=4 --n_head=4 --n_embd=128 --max_iters=2000 --lr_decay_iters=2000 --dropout=0.0,
 # on top of config/train_shakespeare_char.py (lr 1e-3, min_lr 1e-4, warmup 100, beta2 0.99, eval_interval 250).
-# nanoGPT's MLP uses nn.GELU(), the exact erf form: gelu="none".
+# nanoGPT's MLP uses nn.GELU(), the exact erf form: gelu="exact".
 CPU_REFERENCE = TrainConfig(
-    n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, dropout=0.0, gelu="none", max_iters=2000,
+    n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, dropout=0.0, gelu="exact", max_iters=2000,
     lr=1e-3, min_lr=1e-4, warmup_iters=100, weight_decay=0.1, beta1=0.9, beta2=0.99, grad_clip=1.0,
     eval_interval=250, eval_iters=20, final_eval_iters=FINAL_EVAL_ITERS, device="cpu")
 # The course's recipe for the same 97 s (measured on this machine, 2026-12-02, each run ~92 s wall):
@@ -58,7 +59,7 @@ CPU_COURSE = dataclasses.replace(
 
 # config/train_shakespeare_char.py as is (bf16 autocast, fused AdamW, flash attention, torch.compile).
 GPU_REFERENCE = TrainConfig(
-    n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=64, dropout=0.2, gelu="none", max_iters=5000,
+    n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=64, dropout=0.2, gelu="exact", max_iters=5000,
     lr=1e-3, min_lr=1e-4, warmup_iters=100, weight_decay=0.1, beta1=0.9, beta2=0.99, grad_clip=1.0,
     eval_interval=250, eval_iters=200, final_eval_iters=FINAL_EVAL_ITERS, device="cuda", dtype="bfloat16",
     compile=True)
@@ -72,7 +73,7 @@ STARTUP = time.perf_counter() - _T_IMPORT  # seconds spent importing torch and t
 
 def eval_seconds(cfg: TrainConfig, data_dir: str) -> float:
     """How long the final evaluation will take: 10 timed batches of it, scaled to FINAL_EVAL_ITERS."""
-    from llmfs.gpt import GPT, GPTConfig
+    from llmfs.pretrain.gpt import GPT, GPTConfig
 
     model = GPT(GPTConfig(vocab_size=read_meta(data_dir)["vocab_size"], block_size=cfg.block_size, n_layer=cfg.n_layer, n_head=cfg.n_head,
                           n_embd=cfg.n_embd)).to(cfg.device)
@@ -94,7 +95,7 @@ def run(cfg: TrainConfig, started: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m llmfs.bench_train", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m tools.bench_train", description=__doc__.split("\n")[0])
     p.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     p.add_argument("--side", choices=["both", "reference", "course"], default="both")
     p.add_argument("--budget", type=float, default=None, help="wall seconds for the course's run (default: the target)")

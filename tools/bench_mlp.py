@@ -1,7 +1,7 @@
 """Time the FULL training run of notebook 01CB/03 (the NumPy MLP on MNIST) on 2 CPU threads.
 
-    python -m llmfs.bench_mlp              # the notebook's FULL recipe, llmfs.mlp_numpy.MNIST_RECIPE
-    python -m llmfs.bench_mlp --threads 1  # or any other number of BLAS threads
+    python -m tools.bench_mlp              # the notebook's FULL recipe, llmfs.basics.mlp_numpy.MNIST_RECIPE
+    python -m tools.bench_mlp --threads 1  # or any other number of BLAS threads
 
 Prints the recipe, the wall time of training (data loading excluded) and the test accuracy.
 """
@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from llmfs import mlp_numpy
+from llmfs.basics import mlp_numpy
 from llmfs.data import load_mnist
 
 
@@ -33,7 +33,7 @@ def run(recipe: dict, seed: int = 0) -> tuple[float, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m llmfs.bench_mlp", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.bench_mlp", description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=2, help="BLAS threads (default 2: the course's 2-core machine)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

@@ -1,6 +1,6 @@
-"""Llama, written from scratch like ``llmfs.gpt``: GPT-2 with four parts swapped.
+"""Llama, written from scratch like ``llmfs.pretrain.gpt``: GPT-2 with four parts swapped.
 
-    RMSNorm instead of LayerNorm, RoPE instead of learned positions (``llmfs.rope``), a SwiGLU MLP
+    RMSNorm instead of LayerNorm, RoPE instead of learned positions (``llmfs.pretrain.positions``), a SwiGLU MLP
     instead of GELU, grouped-query attention instead of multi-head; no biases; embeddings tied or not.
 
     model = Llama(LlamaConfig(vocab_size=49152, n_layer=30, n_head=9, n_kv_head=3, n_embd=576, ...))
@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from llmfs.rope import apply_rope, rope_cache
+from llmfs.pretrain.positions import apply_rope, rope_cache
 
 
 @dataclass
@@ -36,6 +36,18 @@ class LlamaConfig:
     rope_theta: float = 100000.0
     norm_eps: float = 1e-5
     tie_embeddings: bool = True  # lm_head.weight is embed_tokens.weight
+
+    def __post_init__(self):
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_kv_head", "n_embd", "hidden_dim"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"LlamaConfig.{name} must be a positive integer, got {value!r}")
+        if self.n_embd % self.n_head or (self.n_embd // self.n_head) % 2:
+            raise ValueError(f"LlamaConfig.n_embd ({self.n_embd}) must be n_head ({self.n_head}) times an even head_dim")
+        if self.n_head % self.n_kv_head:
+            raise ValueError(f"LlamaConfig.n_head ({self.n_head}) must be a multiple of n_kv_head ({self.n_kv_head})")
+        if not self.rope_theta > 0 or not self.norm_eps > 0:
+            raise ValueError(f"LlamaConfig.rope_theta and norm_eps must be > 0, got {self.rope_theta!r}, {self.norm_eps!r}")
 
     @classmethod
     def from_hf(cls, c) -> "LlamaConfig":
@@ -86,7 +98,6 @@ class GroupedQueryAttention(nn.Module):
 
     def __init__(self, cfg: LlamaConfig):
         super().__init__()
-        assert cfg.n_embd % cfg.n_head == 0 and cfg.n_head % cfg.n_kv_head == 0
         self.n_head, self.n_kv_head = cfg.n_head, cfg.n_kv_head
         self.head_dim = cfg.n_embd // cfg.n_head
         self.q_proj = nn.Linear(cfg.n_embd, cfg.n_head * self.head_dim, bias=False)
@@ -136,9 +147,15 @@ class Llama(nn.Module):
         self.register_buffer("rope_cos", cos, persistent=False)  # (block_size, head_dim)
         self.register_buffer("rope_sin", sin, persistent=False)
 
-    def num_params(self) -> int:
-        """Parameters, each tensor counted once (a tied lm_head adds nothing)."""
-        return sum(p.numel() for p in self.parameters())
+    def num_params(self, non_embedding: bool = False) -> int:
+        """Parameters, each tensor counted once (a tied lm_head adds nothing).
+
+        ``non_embedding=True`` leaves out the lookup tables that do no arithmetic, as
+        ``llmfs.pretrain.gpt.GPT.num_params`` does: Llama has no position table, and its token table
+        counts only when it is also the output head (tied).
+        """
+        n = sum(p.numel() for p in self.parameters())
+        return n - self.embed_tokens.weight.numel() if non_embedding and not self.config.tie_embeddings else n
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """idx: (B, T) token ids -> logits (B, T, vocab_size)."""

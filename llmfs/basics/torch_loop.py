@@ -16,22 +16,19 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from llmfs.config import progress as progress_bar
-from llmfs.data import load_mnist
-
-MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # pixel mean and std of the training images, in [0, 1]
+from llmfs.data import load_mnist, normalize_mnist
 
 
 def mnist_tensors(n_train: int | None = None, n_test: int | None = None, flatten: bool = False):
     """MNIST as normalised float32 tensors: ``(x_train, y_train, x_test, y_test)``.
 
     x: (N, 1, 28, 28), or (N, 784) with ``flatten``, scaled to [0, 1] then standardised with the
-    training mean and std; y: int64 (N,). ``n_train`` / ``n_test`` keep the first examples only.
+    training mean and std (``llmfs.data.normalize_mnist``); y: int64 (N,). ``n_train`` / ``n_test`` keep the first examples only.
     """
     m = load_mnist()
 
     def prep(x: np.ndarray, y: np.ndarray, n: int | None):
-        x = torch.from_numpy(x[:n].astype(np.float32) / 255.0)
-        x = (x - MNIST_MEAN) / MNIST_STD
+        x = torch.from_numpy(normalize_mnist(x[:n]))
         x = x.reshape(len(x), -1) if flatten else x.unsqueeze(1)
         return x, torch.from_numpy(y[:n].astype(np.int64))
 
