@@ -1,15 +1,14 @@
 """The C++ kernels (llmfs.kernels) against NumPy, gguf's reference quantizer and each other.
 
-Every kernel is run on both of its paths, the AVX2 one (where the CPU has it) and the scalar
-reference one (``kernels.scalar_path()``), on awkward sizes: 1, 31, 33, 257, ... matmul, matvec
-and matvec_q4_0 have a third path, AVX-512 (where the CPU has it), tested against the other two
-(``kernels.avx2_path()`` keeps it out).
+Every kernel is run on every path it can take on this CPU (``path="scalar"``, ``"avx2"``,
+``"avx512"``: ``cpu_features()["available"]``), on awkward sizes: 1, 31, 33, 257, ...; the
+automatic choice (``path="auto"``) is checked to run the path ``cpu_features()`` reports.
 """
 
 from __future__ import annotations
 
+import ctypes
 import gc
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -22,34 +21,17 @@ gguf_quants = pytest.importorskip("gguf.quants")
 from gguf import GGMLQuantizationType  # noqa: E402
 
 EPS32 = float(np.finfo(np.float32).eps)
-PATHS = ["fast", "scalar"]
+AVAILABLE = K.cpu_features()["available"]  # kernel -> the paths it can take on this CPU, scalar first
 
 
-@pytest.fixture(params=PATHS)
-def path(request):
-    """Run the test once on the fastest path and once on the scalar reference path."""
-    if request.param == "fast":
-        yield request.param
-    else:
-        with K.scalar_path():
-            yield request.param
+def on_paths(kernel):
+    """Run the test once per path `kernel` can take here (the argument `path`)."""
+    return pytest.mark.parametrize("path", AVAILABLE[kernel])
 
 
-PATHS3 = ["fast", "avx2", "scalar"]  # for the kernels with an AVX-512 path (matmul, matvec, matvec_q4_0)
-
-
-@contextmanager
-def on_path(name):
-    """Run on one path: "fast" (the best this CPU has), "avx2" (AVX-512 kept out) or "scalar"."""
-    with K.avx2_path(name == "avx2"), K.scalar_path(name == "scalar"):
-        yield
-
-
-@pytest.fixture(params=PATHS3)
-def path3(request):
-    """The same as `path` for the kernels with an AVX-512 path: fast, AVX2 and scalar."""
-    with on_path(request.param):
-        yield request.param
+def kernel_paths(prefix):
+    """(fmt, path) for the Q8_0 and Q4_0 versions of a kernel, e.g. "matvec_": every path of each."""
+    return [(fmt, path) for fmt in ("q8_0", "q4_0") for path in AVAILABLE[prefix + fmt]]
 
 
 def rand(rng, *shape, scale=1.0):
@@ -67,34 +49,96 @@ def assert_close_products(out, a, b, k):
 # ---------------------------------------------------------------- cpu features
 
 
-def test_cpu_features_report_every_kernel_path():
+def set_environment(monkeypatch, env):
+    """Exactly the LLMFS_FORCE_* variables in `env` (whatever the test run itself was given)."""
+    for name in ("LLMFS_FORCE_AVX2", "LLMFS_FORCE_SCALAR"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+
+KERNELS = {"matmul", "matvec", "quantize_q8_0", "quantize_q4_0", "dequantize_q8_0", "dequantize_q4_0", "matvec_q8_0",
+           "matvec_q4_0", "attention_decode"}
+
+
+@pytest.mark.parametrize("env", [{}, {"LLMFS_FORCE_AVX2": "1"}, {"LLMFS_FORCE_SCALAR": "1"}, {"LLMFS_FORCE_SCALAR": "0"}])
+def test_cpu_features_report_every_kernel_path(monkeypatch, env):
+    """"auto" takes the widest path the kernel and the CPU have; LLMFS_FORCE_AVX2 keeps AVX-512
+    out of that choice and LLMFS_FORCE_SCALAR makes it scalar ("0" or "" mean unset)."""
+    set_environment(monkeypatch, env)
     f = K.cpu_features()
-    assert isinstance(f["avx2_fma"], bool) and isinstance(f["avx512f"], bool)
-    assert set(f["paths"]) >= {"matmul", "matvec", "matvec_q8_0", "matvec_q4_0", "attention_decode", "quantize"}
-    with K.scalar_path():
-        g = K.cpu_features()
-        assert g["force_scalar"] is True
-        assert all(p.startswith("scalar") for p in g["paths"].values())
-    assert K.cpu_features()["force_scalar"] == f["force_scalar"]
-    with K.avx2_path():
-        g = K.cpu_features()
-        assert g["force_avx2"] is True
-        assert not any(p.startswith("avx512") for p in g["paths"].values())
-        assert g["paths"]["matvec_q4_0"].startswith("avx2" if f["avx2_fma"] else "scalar")
-    assert f["paths"]["matvec_q4_0"].startswith("avx512" if f["avx512"] else "avx2" if f["avx2_fma"] else "scalar")
+    assert isinstance(f["avx2_fma"], bool) and isinstance(f["avx512f"], bool) and isinstance(f["avx512"], bool)
+    assert f["force_avx2"] is ("LLMFS_FORCE_AVX2" in env) and f["force_scalar"] is (env.get("LLMFS_FORCE_SCALAR") == "1")
+    assert set(f["paths"]) == set(f["available"]) == KERNELS
+    cpu = ["scalar"] + ["avx2"] * f["avx2_fma"] + ["avx512"] * f["avx512"]
+    widest = {"matmul": 2, "matvec": 2, "matvec_q4_0": 2, "matvec_q8_0": 1, "quantize_q8_0": 1, "attention_decode": 1}
+    for kernel in KERNELS:
+        assert f["available"][kernel] == tuple(cpu[: widest.get(kernel, 0) + 1])
+        want = f["available"][kernel][-1]
+        if f["force_avx2"] and want == "avx512":
+            want = "avx2"
+        if f["force_scalar"]:
+            want = "scalar"
+        assert f["paths"][kernel] == want, kernel
 
 
-def test_environment_variable_forces_the_scalar_path(monkeypatch):
-    rng = np.random.default_rng(0)
-    a, b = rand(rng, 7, 33), rand(rng, 33, 5)
-    monkeypatch.setenv("LLMFS_FORCE_SCALAR", "1")
-    assert K.cpu_features()["force_scalar"] is True
-    assert_close_products(K.matmul(a, b), a, b, 33)
-    monkeypatch.setenv("LLMFS_FORCE_SCALAR", "0")
-    assert K.cpu_features()["force_scalar"] is False
-    monkeypatch.setenv("LLMFS_FORCE_AVX2", "1")
-    assert K.cpu_features()["force_avx2"] is True
-    assert not K.cpu_features()["paths"]["matvec_q4_0"].startswith("avx512")
+def path_calls():
+    """kernel -> fn(path) on one input, chosen so that different paths give different bits
+    (sums in another order or with FMA, another exp): which path ran shows in the result."""
+    rng = np.random.default_rng(11)
+    a, b = rand(rng, 37, 300), rand(rng, 300, 45)
+    w, x = rand(rng, 13, 1024), rand(rng, 1024)
+    q8, q4 = K.quantize_q8_0(w, path="scalar"), K.quantize_q4_0(w, path="scalar")
+    cache = K.KVCache(1, 2, 64, 40)
+    cache.append(0, rand(rng, 64, 2, 40), rand(rng, 64, 2, 40))
+    q = rand(rng, 6, 40)
+    return {
+        "matmul": lambda p: K.matmul(a, b, path=p),
+        "matvec": lambda p: K.matvec(w, x, path=p),
+        "quantize_q8_0": lambda p: K.quantize_q8_0(w, path=p),
+        "quantize_q4_0": lambda p: K.quantize_q4_0(w, path=p),
+        "dequantize_q8_0": lambda p: K.dequantize_q8_0(q8, 1024, path=p),
+        "dequantize_q4_0": lambda p: K.dequantize_q4_0(q4, 1024, path=p),
+        "matvec_q8_0": lambda p: K.matvec_q8_0(q8, x, 1024, path=p),
+        "matvec_q4_0": lambda p: K.matvec_q4_0(q4, x, 1024, path=p),
+        "attention_decode": lambda p: K.attention_decode(q, cache, 0, path=p),
+    }
+
+
+SAME_BYTES_ON_EVERY_PATH = {"quantize_q8_0"}  # by design (see the quantizer tests below)
+
+
+@pytest.mark.parametrize("env", [{}, {"LLMFS_FORCE_AVX2": "1"}, {"LLMFS_FORCE_SCALAR": "1"}])
+def test_cpu_features_report_the_path_that_runs(monkeypatch, env):
+    """For every kernel, path="auto" gives bit for bit the result of the path cpu_features()
+    reports, and (where paths differ in their rounding) a different result from every other path:
+    a kernel that ran another path than reported, e.g. AVX2 code behind an "avx512" label, fails."""
+    set_environment(monkeypatch, env)
+    f = K.cpu_features()
+    calls = path_calls()
+    assert set(calls) == KERNELS
+    for kernel, call in calls.items():
+        chosen = f["paths"][kernel]
+        results = {p: call(p) for p in f["available"][kernel]}
+        auto = call("auto")
+        assert np.array_equal(auto, results[chosen]), f"{kernel}: 'auto' did not run the reported {chosen} path"
+        for other, result in results.items():
+            if other != chosen and kernel not in SAME_BYTES_ON_EVERY_PATH:
+                assert not np.array_equal(result, auto), f"{kernel}: {other} and {chosen} give the same bits"
+
+
+@pytest.mark.parametrize("kernel", sorted(KERNELS))
+def test_path_argument_is_checked(kernel):
+    """Unknown names, non-strings and paths the kernel or this CPU lacks: a clear error, no crash."""
+    call = path_calls()[kernel]
+    with pytest.raises(ValueError, match=rf"{kernel}: unknown path 'fast'; path must be one of 'auto', 'scalar'"):
+        call("fast")
+    for bad in (None, 2, b"avx2", K.PATHS):
+        with pytest.raises(TypeError, match=rf"{kernel}: path must be a str"):
+            call(bad)
+    for missing in set(K.PATHS) - {"auto", *AVAILABLE[kernel]}:
+        with pytest.raises(ValueError, match=rf"{kernel}: .*{missing}"):
+            call(missing)
 
 
 # ---------------------------------------------------------------- matmul / matvec
@@ -105,11 +149,12 @@ MATMUL_SHAPES = [
 ]
 
 
+@on_paths("matmul")
 @pytest.mark.parametrize("m,n,k", MATMUL_SHAPES)
-def test_matmul_matches_numpy(path3, m, n, k):
+def test_matmul_matches_numpy(path, m, n, k):
     rng = np.random.default_rng(m * 10007 + n * 101 + k)
     a, b = rand(rng, m, k), rand(rng, k, n)
-    assert_close_products(K.matmul(a, b), a, b, k)
+    assert_close_products(K.matmul(a, b, path=path), a, b, k)
 
 
 @pytest.mark.parametrize("threads", [2, 3, 8])
@@ -127,36 +172,35 @@ def test_matmul_empty_dimensions(m, n, k):
 
 
 @settings(max_examples=90, deadline=None)
-@given(st.integers(1, 70), st.integers(1, 70), st.integers(1, 300), st.sampled_from(PATHS3))
+@given(st.integers(1, 70), st.integers(1, 70), st.integers(1, 300), st.sampled_from(AVAILABLE["matmul"]))
 def test_matmul_random_shapes(m, n, k, path):
     """Every edge tile and every depth, odd or even (the AVX-512 kernel takes k two at a time)."""
     rng = np.random.default_rng(m + 100 * n + 10000 * k)
     a, b = rand(rng, m, k), rand(rng, k, n)
-    with on_path(path):
-        assert_close_products(K.matmul(a, b), a, b, k)
+    assert_close_products(K.matmul(a, b, path=path), a, b, k)
 
 
 MATVEC_SHAPES = [(1, 1), (1, 31), (31, 1), (33, 257), (257, 33), (5, 4096), (4, 16), (9, 17)]
 
 
+@on_paths("matvec")
 @pytest.mark.parametrize("rows,cols", MATVEC_SHAPES)
-def test_matvec_matches_numpy(path3, rows, cols):
+def test_matvec_matches_numpy(path, rows, cols):
     rng = np.random.default_rng(rows * 1000 + cols)
     w, x = rand(rng, rows, cols), rand(rng, cols)
-    assert_close_products(K.matvec(w, x), w, x, cols)
-    assert np.array_equal(K.matvec(w, x, threads=3), K.matvec(w, x))
+    assert_close_products(K.matvec(w, x, path=path), w, x, cols)
+    assert np.array_equal(K.matvec(w, x, threads=3, path=path), K.matvec(w, x, path=path))
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.integers(1, 13), st.integers(1, 300), st.integers(0, 20), st.sampled_from(PATHS3))
+@given(st.integers(1, 13), st.integers(1, 300), st.integers(0, 20), st.sampled_from(AVAILABLE["matvec"]))
 def test_matvec_at_any_alignment(rows, cols, skip, path):
     """W starting anywhere in a cache line (a row slice of a bigger array, still C-contiguous):
     the AVX-512 kernel aligns its loads to the first row, so every lead and tail length occurs."""
     rng = np.random.default_rng(rows * 1000 + cols + 7 * skip)
     w = rand(rng, rows * cols + skip)[skip:].reshape(rows, cols)
     x = rand(rng, cols)
-    with on_path(path):
-        assert_close_products(K.matvec(w, x), w, x, cols)
+    assert_close_products(K.matvec(w, x, path=path), w, x, cols)
 
 
 def test_matvec_empty_dimensions():
@@ -190,25 +234,25 @@ def special_rows() -> np.ndarray:
     return np.array(rows, dtype=np.float32)
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("fmt,path", kernel_paths("quantize_"))
 @pytest.mark.parametrize("rows,cols", QUANT_SHAPES)
-def test_quantize_is_byte_identical_to_ggml(path, fmt, rows, cols):
+def test_quantize_is_byte_identical_to_ggml(fmt, path, rows, cols):
     quantize, dequantize, _, qtype, nbytes = FORMATS[fmt]
     rng = np.random.default_rng(rows * 7 + cols)
     w = rand(rng, rows, cols, scale=rng.uniform(0.01, 100))
-    q = quantize(w)
+    q = quantize(w, path=path)
     assert q.dtype == np.uint8 and q.shape == (rows, cols // 32 * nbytes)
     assert np.array_equal(q, gguf_quants.quantize(w, qtype))
     assert np.array_equal(dequantize(q, cols), gguf_quants.dequantize(q, qtype))
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
-def test_quantize_rounding_rules_on_special_blocks(path, fmt):
+@pytest.mark.parametrize("fmt,path", kernel_paths("quantize_"))
+def test_quantize_rounding_rules_on_special_blocks(fmt, path):
     quantize, dequantize, _, qtype, _ = FORMATS[fmt]
     w = special_rows()
-    assert np.array_equal(quantize(w), gguf_quants.quantize(w, qtype))
+    assert np.array_equal(quantize(w, path=path), gguf_quants.quantize(w, qtype))
     w2 = w.reshape(1, -1)  # the same blocks as one long row
-    assert np.array_equal(quantize(w2), gguf_quants.quantize(w2, qtype))
+    assert np.array_equal(quantize(w2, path=path), gguf_quants.quantize(w2, qtype))
     assert np.array_equal(dequantize(quantize(w), 32), gguf_quants.dequantize(quantize(w), qtype))
 
 
@@ -221,20 +265,30 @@ def test_fast_q8_0_quantizer_gives_the_reference_bytes(seed, scale):
     w = rand(rng, 3, 96, scale=scale)
     w[0] = np.round(rng.uniform(-127, 127, 96) * 2) / 2
     w[0, ::32] = 127.0
-    fast = K.quantize_q8_0(w)
-    with K.scalar_path():
-        assert np.array_equal(fast, K.quantize_q8_0(w))
+    reference = K.quantize_q8_0(w, path="scalar")
+    for path in AVAILABLE["quantize_q8_0"]:
+        assert np.array_equal(K.quantize_q8_0(w, path=path), reference), path
 
 
 def test_quantize_error_is_within_half_a_step():
+    """Rounding to the nearest level: |error| <= step / 2, plus what rounding the stored scale d
+    to fp16 adds (|q| * |d| * 2^-11). Q8_0's step is max|x| / 127; Q4_0's is max|x| / 8, and the
+    one exception is Q4_0's top level: x / d is in [-8, 8] but q - 8 stops at 7, so values with
+    x / d > 7.5 (opposite in sign to the largest one) are up to one step off."""
     rng = np.random.default_rng(1)
     w = rand(rng, 64, 256)
-    blocks = np.abs(w.reshape(-1, 32)).max(axis=1, keepdims=True)
+    blocks = w.reshape(-1, 32).astype(np.float64)
+    amax = np.abs(blocks).max(axis=1, keepdims=True)
     fp16 = 2.0**-11  # relative rounding of the stored scale
-    err8 = np.abs(K.dequantize_q8_0(K.quantize_q8_0(w), 256) - w).reshape(-1, 32)
-    assert np.all(err8 <= blocks / 127 * (0.5 + 127 * fp16) * 1.001)  # half a step
-    err4 = np.abs(K.dequantize_q4_0(K.quantize_q4_0(w), 256) - w).reshape(-1, 32)
-    assert np.all(err4 <= blocks / 8 * (1 + 8 * fp16) * 1.001)  # one step (q = 15 is clamped)
+    err8 = np.abs(K.dequantize_q8_0(K.quantize_q8_0(w), 256).reshape(-1, 32) - blocks)
+    assert np.all(err8 <= amax / 127 * (0.5 + 127 * fp16) * 1.001)
+    err4 = np.abs(K.dequantize_q4_0(K.quantize_q4_0(w), 256).reshape(-1, 32) - blocks)
+    signed_max = np.take_along_axis(blocks, np.abs(blocks).argmax(axis=1)[:, None], axis=1)
+    clamped = blocks / (signed_max / -8) > 7.5
+    assert 0 < clamped.sum() < clamped.size / 50  # both cases occur, the clamped one rarely
+    step4 = amax / 8 * np.ones_like(blocks)
+    assert np.all(err4[~clamped] <= (step4 * (0.5 + 8 * fp16) * 1.001)[~clamped])  # half a step
+    assert np.all(err4[clamped] <= (step4 * (1 + 8 * fp16) * 1.001)[clamped])  # one step at the top
 
 
 def quantized_reference(fmt, q, x, cols):
@@ -245,27 +299,26 @@ def quantized_reference(fmt, q, x, cols):
     return wd @ xd, np.abs(wd) @ np.abs(xd)
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("fmt,path", kernel_paths("matvec_"))
 @pytest.mark.parametrize("rows,cols", [(1, 32), (3, 64), (7, 288), (33, 800), (9, 2048), (64, 4096), (5, 256)])
-def test_quantized_matvec_matches_dequantized_product(path3, fmt, rows, cols):
+def test_quantized_matvec_matches_dequantized_product(fmt, path, rows, cols):
     quantize, _, matvec_q, *_ = FORMATS[fmt]
     rng = np.random.default_rng(rows + cols)
     w, x = rand(rng, rows, cols), rand(rng, cols)
     q = quantize(w)
     ref, mag = quantized_reference(fmt, q, x, cols)
-    y = matvec_q(q, x, cols)
+    y = matvec_q(q, x, cols, path=path)
     assert y.dtype == np.float32 and y.shape == (rows,)
     assert np.all(np.abs(y - ref) <= 4 * (cols // 32 + 2) * EPS32 * mag + 1e-30)
-    assert np.array_equal(matvec_q(q, x, cols, threads=3), y)
+    assert np.array_equal(matvec_q(q, x, cols, threads=3, path=path), y)
     # and it is close to the float product (quantization error only)
     assert np.allclose(y, w.astype(np.float64) @ x, rtol=0.2 if fmt == "q4_0" else 0.05, atol=0.2 * np.sqrt(cols))
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("fast", ["fast", "avx2"])
-def test_quantized_matvec_handles_any_byte_pattern(fmt, fast):
+@pytest.mark.parametrize("fmt,path", [(fmt, path) for fmt, path in kernel_paths("matvec_") if path != "scalar"])
+def test_quantized_matvec_handles_any_byte_pattern(fmt, path):
     """Weights not made by the quantizer (e.g. int8 -128, fp16 scales of every kind) still give
-    the scalar result on the fast path: the integer part is exact, only float rounding differs."""
+    the scalar result on the SIMD paths: the integer part is exact, only float rounding differs."""
     _, _, matvec_q, _, nbytes = FORMATS[fmt]
     rng = np.random.default_rng(2)
     rows, cols = 13, 512
@@ -276,10 +329,8 @@ def test_quantized_matvec_handles_any_byte_pattern(fmt, fast):
     if fmt == "q8_0":
         blocks[:, ::3, 2:] = 0x80  # int8 -128
     x = rand(rng, cols)
-    with K.avx2_path(fast == "avx2"):
-        y = matvec_q(q, x, cols)
-    with K.scalar_path():
-        ys = matvec_q(q, x, cols)
+    y = matvec_q(q, x, cols, path=path)
+    ys = matvec_q(q, x, cols, path="scalar")
     ref, mag = quantized_reference(fmt, q, x, cols)
     assert np.all(np.isfinite(y))
     assert np.all(np.abs(y - ys) <= 8 * (cols // 32 + 2) * EPS32 * mag + 1e-30)
@@ -289,8 +340,8 @@ def test_quantized_matvec_handles_any_byte_pattern(fmt, fast):
 @settings(max_examples=150, deadline=None)
 @given(st.integers(1, 40), st.integers(1, 60), st.integers(0, 2**32 - 1), st.sampled_from([1e-3, 1.0, 300.0]))
 def test_quantized_matvec_paths_agree(rows, blocks, seed, scale):
-    """Random shapes (every tail length: groups of 8 blocks for AVX2, 16 for AVX-512): the fast,
-    AVX2 and scalar paths give the same products up to float rounding, and threads change nothing."""
+    """Random shapes (every tail length: groups of 8 blocks for AVX2, 16 for AVX-512): every path
+    gives the scalar path's products up to float rounding, and threads change nothing."""
     rng = np.random.default_rng(seed)
     cols = 32 * blocks
     w, x = rand(rng, rows, cols, scale=scale), rand(rng, cols)
@@ -298,14 +349,12 @@ def test_quantized_matvec_paths_agree(rows, blocks, seed, scale):
         quantize, _, matvec_q, *_ = FORMATS[fmt]
         q = quantize(w)
         _, mag = quantized_reference(fmt, q, x, cols)
-        with K.scalar_path():
-            ys = matvec_q(q, x, cols)
-        with K.avx2_path():
-            y2 = matvec_q(q, x, cols)
-        y = matvec_q(q, x, cols)
+        ys = matvec_q(q, x, cols, path="scalar")
         tol = 4 * (blocks + 2) * EPS32 * mag + 1e-30
-        assert np.all(np.abs(y - ys) <= tol) and np.all(np.abs(y2 - ys) <= tol)
-        assert np.array_equal(matvec_q(q, x, cols, threads=2), y)
+        for path in AVAILABLE["matvec_" + fmt]:
+            y = matvec_q(q, x, cols, path=path)
+            assert np.all(np.abs(y - ys) <= tol), path
+            assert np.array_equal(matvec_q(q, x, cols, threads=2, path=path), y), path
 
 
 def test_quantize_rejects_nan_and_infinity():
@@ -367,12 +416,26 @@ def test_kvcache_views_keep_the_cache_alive():
 
 
 def test_kvcache_append_is_independent_of_length():
-    """O(1) append: appending into a long cache copies only the new position."""
-    c = K.KVCache(1, 8, 4096, 64)
+    """O(1) append: each append writes only the new position, in place. Two ways an O(n) append
+    would show: the data moving to a new buffer (the address of every layer's keys and values
+    must stay the one it had before the first append), or the filled part being rewritten from
+    some other copy (a marker written into position 0 behind the cache's back must survive)."""
+    c = K.KVCache(2, 8, 4096, 64)
+    address = lambda view: view.__array_interface__["data"][0]  # noqa: E731
+    before = [address(view(layer)) for layer in range(2) for view in (c.keys, c.values)]
+    first = np.frombuffer((ctypes.c_float * (8 * 64)).from_address(before[0]), np.float32)  # layer 0, keys, position 0
     row = np.ones((8, 64), np.float32)
-    for _ in range(4096):
+    for t in range(4096):
         c.append(0, row, row)
-    assert len(c) == 4096 and c.keys(0).sum() == 4096 * 8 * 64
+        c.append(1, row * 2, row * 2)
+        if t == 0:
+            first[:] = -1.0  # the marker
+        if t % 512 == 0:
+            assert [address(view(layer)) for layer in range(2) for view in (c.keys, c.values)] == before
+    keys = c.keys(0)
+    assert len(c) == 4096 and address(keys) == before[0]
+    assert np.all(keys[0] == -1.0), "position 0 was rewritten by a later append"
+    assert keys[1:].sum() == 4095 * 8 * 64 and c.values(1).sum() == 2 * 4096 * 8 * 64
 
 
 # ---------------------------------------------------------------- attention
@@ -389,6 +452,7 @@ def reference_attention(q, k, v):
     return out
 
 
+@on_paths("attention_decode")
 @pytest.mark.parametrize("n_heads,n_kv", [(1, 1), (4, 4), (8, 2), (6, 3), (32, 8)])
 @pytest.mark.parametrize("head_dim,T", [(64, 257), (7, 33), (1, 5), (65, 1), (16, 31)])
 def test_attention_decode_matches_numpy(path, n_heads, n_kv, head_dim, T):
@@ -397,16 +461,17 @@ def test_attention_decode_matches_numpy(path, n_heads, n_kv, head_dim, T):
     k, v = rand(rng, T, n_kv, head_dim), rand(rng, T, n_kv, head_dim)
     c.append(1, k, v)
     q = rand(rng, n_heads, head_dim, scale=2.0)
-    out = K.attention_decode(q, c, 1)
+    out = K.attention_decode(q, c, 1, path=path)
     assert out.shape == (n_heads, head_dim) and out.dtype == np.float32
     assert np.allclose(out, reference_attention(q, k, v), rtol=1e-4, atol=1e-5)
 
 
-def test_attention_is_stable_for_large_scores():
+@on_paths("attention_decode")
+def test_attention_is_stable_for_large_scores(path):
     c = K.KVCache(1, 1, 3, 4)
     c.append(0, np.array([[[100, 0, 0, 0]], [[-100, 0, 0, 0]], [[0, 0, 0, 0]]], np.float32),
              np.array([[[1, 0, 0, 0]], [[0, 1, 0, 0]], [[0, 0, 1, 0]]], np.float32))
-    out = K.attention_decode(np.array([[100, 0, 0, 0]], np.float32), c, 0)
+    out = K.attention_decode(np.array([[100, 0, 0, 0]], np.float32), c, 0, path=path)
     assert np.allclose(out, [[1, 0, 0, 0]], atol=1e-6)
 
 
@@ -415,7 +480,6 @@ def test_attention_paths_agree():
     c = K.KVCache(1, 4, 300, 64)
     c.append(0, rand(rng, 300, 4, 64), rand(rng, 300, 4, 64))
     q = rand(rng, 16, 64)
-    fast = K.attention_decode(q, c, 0)
-    with K.scalar_path():
-        slow = K.attention_decode(q, c, 0)
-    assert np.allclose(fast, slow, rtol=1e-5, atol=1e-6)
+    slow = K.attention_decode(q, c, 0, path="scalar")
+    for path in AVAILABLE["attention_decode"]:
+        assert np.allclose(K.attention_decode(q, c, 0, path=path), slow, rtol=1e-5, atol=1e-6), path

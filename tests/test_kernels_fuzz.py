@@ -1,7 +1,7 @@
 """Bad input must raise TypeError / ValueError from every kernel entry point, never crash.
 
 Hypothesis draws a valid call, breaks exactly one thing about it (dtype, rank, shape, strides,
-alignment, Python type, cols % 32, NaN, thread count, layer / head index, cache overflow...)
+alignment, Python type, cols % 32, NaN, thread count, layer / head index, cache overflow, path...)
 and checks that the call raises cleanly. A crash (segfault) would take the test run down with it.
 """
 
@@ -183,8 +183,32 @@ def bad_attention(draw):
     return K.attention_decode, (q, c, 0), {}
 
 
+def bad_path(draw):
+    """A valid call with a path that is no path, or one this kernel or this CPU does not have."""
+    available = K.cpu_features()["available"]
+    c = K.KVCache(1, 2, 4, 8)
+    c.append(0, f32(2, 8), f32(2, 8))
+    q8, q4 = np.zeros((3, 34), np.uint8), np.zeros((3, 18), np.uint8)
+    calls = {
+        "matmul": (K.matmul, (f32(3, 4), f32(4, 5))),
+        "matvec": (K.matvec, (f32(3, 4), f32(4))),
+        "quantize_q8_0": (K.quantize_q8_0, (f32(2, 32),)),
+        "quantize_q4_0": (K.quantize_q4_0, (f32(2, 32),)),
+        "dequantize_q8_0": (K.dequantize_q8_0, (q8, 32)),
+        "dequantize_q4_0": (K.dequantize_q4_0, (q4, 32)),
+        "matvec_q8_0": (K.matvec_q8_0, (q8, f32(32), 32)),
+        "matvec_q4_0": (K.matvec_q4_0, (q4, f32(32), 32)),
+        "attention_decode": (K.attention_decode, (f32(4, 8), c, 0)),
+    }
+    kernel = draw(st.sampled_from(sorted(calls)))
+    missing = [p for p in K.PATHS if p != "auto" and p not in available[kernel]]
+    bad = draw(st.sampled_from(missing + ["", "AVX2", "fast", "neon", "auto ", None, 1, 2.0, b"scalar", ["avx2"]]))
+    fn, args = calls[kernel]
+    return fn, args, {"path": bad}
+
+
 BUILDERS = [bad_matmul, bad_matvec, bad_quantize, bad_dequantize, bad_matvec_quantized, bad_kvcache_new,
-            bad_kvcache_use, bad_attention]
+            bad_kvcache_use, bad_attention, bad_path]
 
 
 @st.composite
@@ -219,3 +243,8 @@ def test_error_messages_say_what_was_expected():
         c.keys(2)
     with pytest.raises(ValueError, match="empty"):
         K.attention_decode(np.zeros((2, 8), np.float32), c, 0)
+    with pytest.raises(ValueError, match="matvec: unknown path 'fast'; path must be one of 'auto', 'scalar', 'avx2', 'avx512'"):
+        K.matvec(np.zeros((4, 4), np.float32), np.zeros(4, np.float32), path="fast")
+    c.append(0, np.zeros((2, 8), np.float32), np.zeros((2, 8), np.float32))
+    with pytest.raises(ValueError, match="attention_decode: there is no avx512 version"):
+        K.attention_decode(np.zeros((2, 8), np.float32), c, 0, path="avx512")

@@ -26,6 +26,8 @@
 namespace llmfs {
 namespace attention {
 
+constexpr Path WIDEST = Path::avx2;  // attention_decode's paths: scalar, avx2
+
 struct Shape {
     int64_t T, n_heads, n_kv_heads, head_dim;
     int64_t group() const { return n_heads / n_kv_heads; }
@@ -121,11 +123,12 @@ LLMFS_AVX2 inline void decode_avx2(const Shape& s, const float* q, const float* 
 }
 #endif
 
-inline void decode(const Shape& s, const float* q, const float* K, const float* V, float* out, float* scores, bool scalar) {
+// `path`: scalar, or avx2 for anything wider (cpu.h).
+inline void decode(const Shape& s, const float* q, const float* K, const float* V, float* out, float* scores, Path path) {
 #if LLMFS_X86
-    if (!scalar) return decode_avx2(s, q, K, V, out, scores);
+    if (path != Path::scalar) return decode_avx2(s, q, K, V, out, scores);
 #else
-    (void)scalar;
+    (void)path;
 #endif
     decode_scalar(s, q, K, V, out, scores);
 }

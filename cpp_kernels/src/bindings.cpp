@@ -2,13 +2,17 @@
 //
 // Each entry point checks everything it is given (Python type, dtype, rank, shape agreement,
 // C-contiguity, alignment, cols % 32, finiteness where a float becomes an integer, layer and
-// head indices, thread counts) and raises TypeError / ValueError saying what it expected,
-// before any pointer is touched: bad input must never crash the process. Then it releases the
-// GIL, so other Python threads run while the kernel does.
+// head indices, thread counts, the path) and raises TypeError / ValueError saying what it
+// expected, before any pointer is touched: bad input must never crash the process. Then it
+// releases the GIL, so other Python threads run while the kernel does.
+//
+// Every kernel takes path="auto" | "scalar" | "avx2" | "avx512" (path_arg below): "auto" is
+// decided by auto_path() in cpu.h, the same function cpu_features() reports with.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -79,19 +83,74 @@ void require(bool ok, const std::string& message) {
 
 const float* fptr(const py::array& a) { return static_cast<const float*>(a.data()); }
 
+// ---- the path of each call ----
+
+// Every kernel and the widest path it has, as its header declares it. path_arg() dispatches
+// from this table and cpu_features() reports from it.
+struct Kernel {
+    const char* name;
+    Path widest;
+};
+const Kernel KERNELS[] = {
+    {"matmul", gemm::WIDEST},
+    {"matvec", gemv::WIDEST},
+    {"quantize_q8_0", quant::quantize_widest(quant::Format::Q8_0)},
+    {"quantize_q4_0", quant::quantize_widest(quant::Format::Q4_0)},
+    {"dequantize_q8_0", Path::scalar},
+    {"dequantize_q4_0", Path::scalar},
+    {"matvec_q8_0", quant::matvec_widest(quant::Format::Q8_0)},
+    {"matvec_q4_0", quant::matvec_widest(quant::Format::Q4_0)},
+    {"attention_decode", attention::WIDEST},
+};
+
+Path widest_path(const std::string& fn) {
+    for (const Kernel& k : KERNELS)
+        if (fn == k.name) return k.widest;
+    throw std::logic_error("no kernel named " + fn);  // a bug here, not a user error
+}
+
+// The paths from scalar up to `last`, for messages: "'scalar', 'avx2'".
+std::string path_names(Path last) {
+    std::string s;
+    for (Path p : {Path::scalar, Path::avx2, Path::avx512})
+        if (p <= last) s += std::string(s.empty() ? "'" : ", '") + path_name(p) + "'";
+    return s;
+}
+
+// The path kernel `fn` runs for the argument `path`: "auto" -> auto_path() (cpu.h); "scalar",
+// "avx2" or "avx512" -> that version, which the kernel and this CPU must both have.
+Path path_arg(const py::handle& path, const std::string& fn) {
+    const Path widest = widest_path(fn);
+    const std::string choices = "'auto', " + path_names(widest);
+    if (!py::isinstance<py::str>(path))
+        throw py::type_error(fn + ": path must be a str, one of " + choices + ", got " + Py_TYPE(path.ptr())->tp_name);
+    const std::string name = path.cast<std::string>();
+    if (name == "auto") return auto_path(widest);
+    for (Path p : {Path::scalar, Path::avx2, Path::avx512}) {
+        if (name != path_name(p)) continue;
+        require(p <= widest, fn + ": there is no " + name + " version of this kernel; path must be one of " + choices);
+        require(p <= cpu_path(), fn + ": path '" + name + "' needs " +
+                                     (p == Path::avx2 ? "AVX2, FMA and F16C" : "AVX-512 F, BW, VL and VNNI") +
+                                     ", which this CPU does not have (cpu_features() lists what it has)");
+        return p;
+    }
+    throw py::value_error(fn + ": unknown path '" + name + "'; path must be one of " + choices);
+}
+
 // ---- float32 GEMM / GEMV ----
 
 // A new (rows, cols) float32 array whose data starts on a 64-byte cache line. NumPy's own
 // allocator only promises 16 bytes; GEMM writes C in 16-float (64-byte) tile rows, and with C
-// aligned each of them is one whole cache line instead of two halves (measured: ~10% at 1024^3).
+// aligned each of them is one whole cache line instead of two halves (README, "Tuning history").
 py::array_t<float> aligned_f32(int64_t rows, int64_t cols) {
     auto* buf = new Aligned<float>(size_t(rows * cols));  // throws std::bad_alloc -> MemoryError
     py::capsule owner(buf, [](void* p) { delete static_cast<Aligned<float>*>(p); });
     return py::array_t<float>({rows, cols}, buf->data, owner);
 }
 
-py::array matmul(const py::handle& a_, const py::handle& b_, int threads) {
+py::array matmul(const py::handle& a_, const py::handle& b_, int threads, const py::handle& path_) {
     threads = threads_arg(threads, "matmul");
+    const Path path = path_arg(path_, "matmul");
     const py::array a = f32_arg(a_, "matmul: a", 2, "2-D (M, K)");
     const py::array b = f32_arg(b_, "matmul: b", 2, "2-D (K, N)");
     const int64_t M = a.shape(0), K = a.shape(1), N = b.shape(1);
@@ -99,14 +158,14 @@ py::array matmul(const py::handle& a_, const py::handle& b_, int threads) {
                                  ", N), got " + shape_of(b));
     py::array_t<float> c = aligned_f32(M, N);
     float* out = c.mutable_data();
-    const Path path = best_path();
     py::gil_scoped_release nogil;
     gemm::matmul(M, N, K, fptr(a), fptr(b), out, threads, path);
     return std::move(c);
 }
 
-py::array matvec(const py::handle& w_, const py::handle& x_, int threads) {
+py::array matvec(const py::handle& w_, const py::handle& x_, int threads, const py::handle& path_) {
     threads = threads_arg(threads, "matvec");
+    const Path path = path_arg(path_, "matvec");
     const py::array w = f32_arg(w_, "matvec: w", 2, "2-D (rows, cols)");
     const py::array x = f32_arg(x_, "matvec: x", 1, "1-D (cols,)");
     const int64_t rows = w.shape(0), cols = w.shape(1);
@@ -114,7 +173,6 @@ py::array matvec(const py::handle& w_, const py::handle& x_, int threads) {
                                     std::to_string(cols) + ",), got " + shape_of(x));
     py::array_t<float> y(rows);
     float* out = y.mutable_data();
-    const Path path = best_path();
     py::gil_scoped_release nogil;
     gemv::matvec(rows, cols, fptr(w), fptr(x), out, threads, path);
     return std::move(y);
@@ -150,23 +208,24 @@ py::array quantized_arg(const Format& f, const py::handle& q_, int64_t cols, con
     return q;
 }
 
-py::array quantize(const Format& f, const py::handle& w_) {
+py::array quantize(const Format& f, const py::handle& w_, const py::handle& path_) {
     const std::string fn = std::string("quantize_") + f.name;
+    const Path path = path_arg(path_, fn);
     const py::array w = f32_arg(w_, fn + ": w", 2, "2-D (rows, cols)");
     const int64_t rows = w.shape(0), cols = w.shape(1);
     cols_arg(cols, fn);
     finite_arg(w, fn + ": w");
     py::array_t<uint8_t> q({rows, cols / quant::QK * f.bytes});
     uint8_t* out = q.mutable_data();
-    const bool scalar = !use_avx2();
     py::gil_scoped_release nogil;
-    if (f.id == quant::Format::Q8_0) quant::quantize_q8_0(rows, cols, fptr(w), out, scalar);
-    else quant::quantize_q4_0(rows, cols, fptr(w), out);
+    if (f.id == quant::Format::Q8_0) quant::quantize_q8_0(rows, cols, fptr(w), out, path);
+    else quant::quantize_q4_0(rows, cols, fptr(w), out);  // scalar only
     return std::move(q);
 }
 
-py::array dequantize(const Format& f, const py::handle& q_, int64_t cols) {
+py::array dequantize(const Format& f, const py::handle& q_, int64_t cols, const py::handle& path_) {
     const std::string fn = std::string("dequantize_") + f.name;
+    path_arg(path_, fn);  // checked only: scalar is the one path
     const py::array q = quantized_arg(f, q_, cols, fn);
     const int64_t rows = q.shape(0);
     py::array_t<float> w({rows, cols});
@@ -178,9 +237,11 @@ py::array dequantize(const Format& f, const py::handle& q_, int64_t cols) {
     return std::move(w);
 }
 
-py::array matvec_quantized(const Format& f, const py::handle& q_, const py::handle& x_, int64_t cols, int threads) {
+py::array matvec_quantized(const Format& f, const py::handle& q_, const py::handle& x_, int64_t cols, int threads,
+                           const py::handle& path_) {
     const std::string fn = std::string("matvec_") + f.name;
     threads = threads_arg(threads, fn);
+    const Path path = path_arg(path_, fn);
     const py::array q = quantized_arg(f, q_, cols, fn);
     const py::array x = f32_arg(x_, fn + ": x", 1, "1-D (cols,)");
     require(x.shape(0) == cols, fn + ": x must be (" + std::to_string(cols) + ",) for cols=" + std::to_string(cols) +
@@ -190,7 +251,6 @@ py::array matvec_quantized(const Format& f, const py::handle& q_, const py::hand
     py::array_t<float> y(rows);
     float* out = y.mutable_data();
     const auto* in = static_cast<const uint8_t*>(q.data());
-    const Path path = best_path();
     py::gil_scoped_release nogil;
     if (f.id == quant::Format::Q8_0) quant::matvec<quant::Format::Q8_0>(rows, cols, in, fptr(x), out, threads, path);
     else quant::matvec<quant::Format::Q4_0>(rows, cols, in, fptr(x), out, threads, path);
@@ -232,8 +292,9 @@ py::array cache_view(KVCache& c, int64_t layer, bool values) {
     return view;
 }
 
-py::array attention_decode(const py::handle& q_, const py::handle& cache_, int64_t layer) {
+py::array attention_decode(const py::handle& q_, const py::handle& cache_, int64_t layer, const py::handle& path_) {
     KVCache& c = cache_arg(cache_, "attention_decode");
+    const Path path = path_arg(path_, "attention_decode");
     index_arg(layer, c.n_layers, "attention_decode: layer");
     const py::array q = f32_arg(q_, "attention_decode: q", 2, "2-D (n_heads, head_dim)");
     const int64_t n_heads = q.shape(0), T = c.length(layer);
@@ -248,35 +309,32 @@ py::array attention_decode(const py::handle& q_, const py::handle& cache_, int64
     py::array_t<float> out({n_heads, c.head_dim});
     float* o = out.mutable_data();
     Aligned<float> scores(size_t(n_heads * T));
-    const bool scalar = !use_avx2();
     py::gil_scoped_release nogil;
-    attention::decode(s, fptr(q), c.keys(layer), c.values(layer), o, scores.data, scalar);
+    attention::decode(s, fptr(q), c.keys(layer), c.values(layer), o, scores.data, path);
     return std::move(out);
 }
 
+// What the CPU offers, the environment's overrides, and for each kernel the path path="auto"
+// takes now (`paths`, from auto_path(), the function path_arg() calls) and the paths it can be
+// asked for on this CPU (`available`).
 py::dict cpu_features() {
-    const bool avx2 = use_avx2();
-    py::dict paths;
-    paths["matmul"] = use_avx512() ? "avx512: packed 6x16 micro-kernel, k unrolled by 2"
-                      : avx2       ? "avx2_fma: packed 6x16 micro-kernel"
-                                   : "scalar: packed 6x16 micro-kernel";
-    paths["matvec"] = use_avx512() ? "avx512: 4 rows x 32 columns, 64-byte aligned loads"
-                      : avx2       ? "avx2_fma: 4 rows x 16 columns"
-                                   : "scalar";
-    paths["matvec_q8_0"] = avx2 ? "avx2: int8 maddubs, 8 blocks x 4 rows" : "scalar";
-    paths["matvec_q4_0"] = use_avx512() ? "avx512: nibbles + int8 dpbusd (VNNI), 16 blocks x 4 rows"
-                           : avx2            ? "avx2: nibbles + int8 maddubs, 8 blocks x 4 rows"
-                                             : "scalar";
-    paths["quantize"] = avx2 ? "q8_0 avx2, q4_0 scalar (ggml reference rounding, same bytes)" : "scalar (ggml reference rounding)";
-    paths["attention_decode"] = avx2 ? "avx2_fma: 8-wide dot/exp/axpy" : "scalar";
+    py::dict paths, available;
+    for (const Kernel& k : KERNELS) {
+        paths[k.name] = path_name(auto_path(k.widest));
+        py::list can;
+        for (Path p : {Path::scalar, Path::avx2, Path::avx512})
+            if (p <= k.widest && p <= cpu_path()) can.append(path_name(p));
+        available[k.name] = can;
+    }
     py::dict d;
     d["arch"] = LLMFS_X86 ? "x86_64" : "other";
     d["avx2_fma"] = has_avx2_fma();  // AVX2 + FMA + F16C
     d["avx512f"] = has_avx512f();
-    d["avx512"] = has_avx512();  // AVX-512 F + BW + VL + VNNI: the AVX-512 paths run
-    d["force_scalar"] = force_scalar();
-    d["force_avx2"] = force_avx2();
+    d["avx512"] = has_avx512();  // AVX-512 F + BW + VL + VNNI: the AVX-512 paths can run
+    d["force_scalar"] = force_scalar();  // LLMFS_FORCE_SCALAR
+    d["force_avx2"] = force_avx2();      // LLMFS_FORCE_AVX2
     d["paths"] = paths;
+    d["available"] = available;
     return d;
 }
 
@@ -285,28 +343,27 @@ py::dict cpu_features() {
 PYBIND11_MODULE(_kernels, m) {
     m.doc() = "LLMFS C++ kernels (see cpp_kernels/README.md); use them through llmfs.kernels";
     m.def("cpu_features", &cpu_features, "SIMD features of this CPU (run-time) and the path each kernel takes.");
-    m.def("_set_force_scalar", [](bool on) { return scalar_switch().exchange(on); }, py::arg("on"),
-          "Make every kernel take its scalar reference path (True) or the fastest one (False); "
-          "returns the previous setting. LLMFS_FORCE_SCALAR=1 forces the scalar path regardless.");
-    m.def("_set_force_avx2", [](bool on) { return avx2_switch().exchange(on); }, py::arg("on"),
-          "Keep the AVX-512 kernels out (True): AVX2 code where the CPU has both; returns the previous "
-          "setting. LLMFS_FORCE_AVX2=1 does the same for a whole process.");
 
-    m.def("matmul", &matmul, py::arg("a"), py::arg("b"), py::kw_only(), py::arg("threads") = 1);
-    m.def("matvec", &matvec, py::arg("w"), py::arg("x"), py::kw_only(), py::arg("threads") = 1);
+    const auto path = py::arg("path") = "auto";
+    m.def("matmul", &matmul, py::arg("a"), py::arg("b"), py::kw_only(), py::arg("threads") = 1, path);
+    m.def("matvec", &matvec, py::arg("w"), py::arg("x"), py::kw_only(), py::arg("threads") = 1, path);
 
-    m.def("quantize_q8_0", [](const py::handle& w) { return quantize(Q8_0, w); }, py::arg("w"));
-    m.def("quantize_q4_0", [](const py::handle& w) { return quantize(Q4_0, w); }, py::arg("w"));
-    m.def("dequantize_q8_0", [](const py::handle& q, int64_t cols) { return dequantize(Q8_0, q, cols); },
-          py::arg("q"), py::arg("cols"));
-    m.def("dequantize_q4_0", [](const py::handle& q, int64_t cols) { return dequantize(Q4_0, q, cols); },
-          py::arg("q"), py::arg("cols"));
-    m.def("matvec_q8_0", [](const py::handle& q, const py::handle& x, int64_t cols, int threads) {
-        return matvec_quantized(Q8_0, q, x, cols, threads);
-    }, py::arg("q"), py::arg("x"), py::arg("cols"), py::kw_only(), py::arg("threads") = 1);
-    m.def("matvec_q4_0", [](const py::handle& q, const py::handle& x, int64_t cols, int threads) {
-        return matvec_quantized(Q4_0, q, x, cols, threads);
-    }, py::arg("q"), py::arg("x"), py::arg("cols"), py::kw_only(), py::arg("threads") = 1);
+    m.def("quantize_q8_0", [](const py::handle& w, const py::handle& p) { return quantize(Q8_0, w, p); },
+          py::arg("w"), py::kw_only(), path);
+    m.def("quantize_q4_0", [](const py::handle& w, const py::handle& p) { return quantize(Q4_0, w, p); },
+          py::arg("w"), py::kw_only(), path);
+    m.def("dequantize_q8_0", [](const py::handle& q, int64_t cols, const py::handle& p) {
+        return dequantize(Q8_0, q, cols, p);
+    }, py::arg("q"), py::arg("cols"), py::kw_only(), path);
+    m.def("dequantize_q4_0", [](const py::handle& q, int64_t cols, const py::handle& p) {
+        return dequantize(Q4_0, q, cols, p);
+    }, py::arg("q"), py::arg("cols"), py::kw_only(), path);
+    m.def("matvec_q8_0", [](const py::handle& q, const py::handle& x, int64_t cols, int threads, const py::handle& p) {
+        return matvec_quantized(Q8_0, q, x, cols, threads, p);
+    }, py::arg("q"), py::arg("x"), py::arg("cols"), py::kw_only(), py::arg("threads") = 1, path);
+    m.def("matvec_q4_0", [](const py::handle& q, const py::handle& x, int64_t cols, int threads, const py::handle& p) {
+        return matvec_quantized(Q4_0, q, x, cols, threads, p);
+    }, py::arg("q"), py::arg("x"), py::arg("cols"), py::kw_only(), py::arg("threads") = 1, path);
 
     py::class_<KVCache>(m, "KVCache")
         .def(py::init<int64_t, int64_t, int64_t, int64_t>(), py::arg("n_layers"), py::arg("n_kv_heads"),
@@ -329,9 +386,10 @@ PYBIND11_MODULE(_kernels, m) {
         .def_readonly("max_seq_len", &KVCache::max_seq_len)
         .def_readonly("head_dim", &KVCache::head_dim);
 
-    m.def("attention_decode", &attention_decode, py::arg("q"), py::arg("cache"), py::arg("layer"));
+    m.def("attention_decode", &attention_decode, py::arg("q"), py::arg("cache"), py::arg("layer"), py::kw_only(), path);
 
-    m.def("_peak_gflops", &roofline::peak_gflops, "One core's float32 FMA ceiling (GFLOP/s) with the widest SIMD in use, 0 without AVX2.");
+    m.def("_peak_gflops", [] { return roofline::peak_gflops(gemm::WIDEST); },
+          "One core's float32 FMA ceiling (GFLOP/s) with the SIMD that matmul's automatic path uses, 0 on the scalar path.");
     m.def("_read_gbps", [](const py::handle& x_, int repeats) {
         const py::array x = f32_arg(x_, "_read_gbps: x", 1, "1-D (n,)");
         require(repeats >= 1 && repeats <= 1000, "_read_gbps: repeats must be in [1, 1000]");

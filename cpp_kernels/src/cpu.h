@@ -1,13 +1,15 @@
-// cpu.h: which SIMD instruction sets this CPU offers, asked at run time.
+// cpu.h: which SIMD instruction sets this CPU offers, asked at run time, and the one function
+// that decides which path a kernel runs.
 //
 // The module is compiled for baseline x86-64 (SSE2 only) or arm64. The fast kernels carry
 // LLMFS_AVX2 (= __attribute__((target("avx2,fma,f16c")))) so the compiler may use those
-// instructions inside them, and they are only called when use_avx2() says yes. Without this
-// check an AVX2 instruction on an older CPU would kill the process with SIGILL. Three kernels,
-// matmul, matvec and matvec_q4_0, also have an AVX-512 version (LLMFS_AVX512), behind use_avx512().
+// instructions inside them, and they only run when the caller passes them Path::avx2 or wider,
+// which the bindings allow only where the CPU has it. Without that check an AVX2 instruction on
+// an older CPU would kill the process with SIGILL. Three kernels, matmul, matvec and
+// matvec_q4_0, also have an AVX-512 version (LLMFS_AVX512).
 #pragma once
 
-#include <atomic>
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -33,29 +35,18 @@
 
 namespace llmfs {
 
-// The scalar switch from Python (kernels.scalar_path()); the environment variable works too.
-inline std::atomic<bool>& scalar_switch() {
-    static std::atomic<bool> on{false};
-    return on;
-}
+// The one dispatch convention: every kernel takes a Path and runs the widest of its versions
+// that the Path allows (a kernel without an AVX-512 version runs AVX2 when given avx512). The
+// values are ordered: each path needs what the one before it needs, and more.
+enum class Path { scalar, avx2, avx512 };
 
-// The AVX2 switch from Python (kernels.avx2_path()): AVX2 code even where AVX-512 is there.
-inline std::atomic<bool>& avx2_switch() {
-    static std::atomic<bool> on{false};
-    return on;
-}
+inline const char* path_name(Path p) { return p == Path::avx512 ? "avx512" : p == Path::avx2 ? "avx2" : "scalar"; }
 
 // An environment variable set to anything but "" or "0".
 inline bool env_flag(const char* name) {
     const char* v = std::getenv(name);
     return v != nullptr && std::strcmp(v, "") != 0 && std::strcmp(v, "0") != 0;
 }
-
-// LLMFS_FORCE_SCALAR=1 makes every kernel take its scalar reference path.
-inline bool force_scalar() { return scalar_switch().load(std::memory_order_relaxed) || env_flag("LLMFS_FORCE_SCALAR"); }
-
-// LLMFS_FORCE_AVX2=1 keeps the AVX-512 code out (the tests compare both paths on one machine).
-inline bool force_avx2() { return avx2_switch().load(std::memory_order_relaxed) || env_flag("LLMFS_FORCE_AVX2"); }
 
 inline bool has_avx2_fma() {
 #if LLMFS_X86
@@ -86,12 +77,22 @@ inline bool has_avx512() {
 #endif
 }
 
-// The question every kernel asks before it picks a path.
-inline bool use_avx2() { return has_avx2_fma() && !force_scalar(); }
-inline bool use_avx512() { return has_avx512() && !force_scalar() && !force_avx2(); }
+// The widest path this CPU can run at all: any path up to it may be asked for explicitly.
+inline Path cpu_path() { return has_avx512() ? Path::avx512 : has_avx2_fma() ? Path::avx2 : Path::scalar; }
 
-// The three paths of the kernels that have all three (matmul, matvec, matvec_q4_0), fastest allowed first.
-enum class Path { scalar, avx2, avx512 };
-inline Path best_path() { return use_avx512() ? Path::avx512 : use_avx2() ? Path::avx2 : Path::scalar; }
+// LLMFS_FORCE_SCALAR=1 and LLMFS_FORCE_AVX2=1 narrow the automatic choice for a whole process
+// (to compare paths on one machine, or to keep AVX-512 out); explicit paths are not affected.
+inline bool force_scalar() { return env_flag("LLMFS_FORCE_SCALAR"); }
+inline bool force_avx2() { return env_flag("LLMFS_FORCE_AVX2"); }
+
+// THE dispatch decision: the path that a kernel whose widest version is `widest` runs when the
+// caller leaves the choice to it (Python's path="auto"). The bindings call it for every kernel
+// call and cpu_features() for its report, so the report cannot drift from what runs.
+inline Path auto_path(Path widest) {
+    Path p = std::min(widest, cpu_path());
+    if (force_avx2()) p = std::min(p, Path::avx2);
+    if (force_scalar()) p = Path::scalar;
+    return p;
+}
 
 }  // namespace llmfs

@@ -20,6 +20,7 @@
 // micro-kernel reads them, so every load is sequential, and pads edges with zeros so the
 // micro-kernel never needs a bounds check (edge tiles are written through a small buffer).
 // Where the CPU has AVX-512, kernel_avx512 computes the same tile with 16-float registers.
+// The measurements behind the block sizes and the details below: README, "Tuning history".
 #pragma once
 
 #include <algorithm>
@@ -39,6 +40,8 @@ constexpr int64_t KC = 256;   // depth of a packed block: A sliver 6 KiB, B sliv
 constexpr int64_t MC = 144;   // rows of the packed A block: 144 KiB (L2)
 constexpr int64_t NC = 4080;  // columns of the packed B block: 4 MiB (L3)
 
+constexpr Path WIDEST = Path::avx512;  // matmul's paths: scalar, avx2, avx512
+
 // Ap <- A[0:mc, 0:kc] as ceil(mc/MR) slivers; in each, for k: the MR values A[i..i+MR, k].
 // Each row of A is read front to back; rows past mc are zero.
 inline void pack_a(int64_t mc, int64_t kc, const float* A, int64_t lda, float* Ap) {
@@ -57,9 +60,9 @@ inline void pack_a(int64_t mc, int64_t kc, const float* A, int64_t lda, float* A
 #if LLMFS_X86
 // The same with AVX2, for whole slivers: 8 columns of the 6 rows at a time are loaded (plus two
 // zero rows), transposed in registers (simd.h), and written out as 8 consecutive groups of 6.
-// The scalar loop above writes with a stride of 6 floats and was ~2.5x slower (at 2048^2 it
-// took ~5.6 ms of a ~250 ms product). The last partial sliver and the last kc % 8 columns
-// use the scalar code.
+// The scalar loop above writes with a stride of 6 floats, which makes it several times slower,
+// a few percent of a whole product. The last partial sliver and the last kc % 8 columns use
+// the scalar code.
 LLMFS_AVX2 inline void pack_a_avx2(int64_t mc, int64_t kc, const float* A, int64_t lda, float* Ap) {
     static_assert(MR == 6, "the transposing pack below is written for 6-row slivers");
     int64_t i = 0;
@@ -128,7 +131,7 @@ LLMFS_AVX2 inline void kernel_avx2(int64_t kc, const float* Ap, const float* Bp,
     __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     // Ask for the C tile now, so it is in L1 when the sum is added to it ~1500 cycles later: the
     // first and the last float of each row (a row of 16 floats spans two cache lines unless C is
-    // 64-byte aligned; prefetching only the first line cost ~10% at 1024^3 on a Zen 3).
+    // 64-byte aligned; prefetching only the first line leaves the other one to miss).
     for (int64_t r = 0; r < MR; ++r) {
         _mm_prefetch(reinterpret_cast<const char*>(C + r * ldc), _MM_HINT_T0);
         _mm_prefetch(reinterpret_cast<const char*>(C + r * ldc + NR - 1), _MM_HINT_T0);
@@ -248,6 +251,7 @@ inline void gemm_serial(MicroKernel kernel, PackA pack, int64_t M, int64_t N, in
 
 // C (M, N) = A (M, K) · B (K, N), all C-contiguous. With threads > 1 the rows of C (or its
 // columns, when C is wide and short) are split between threads; each packs its own blocks.
+// `path`: scalar, avx2 or avx512 micro-kernel (cpu.h).
 inline void matmul(int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C,
                    int threads, Path path) {
     MicroKernel kernel = kernel_scalar;

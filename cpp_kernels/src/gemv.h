@@ -18,6 +18,8 @@
 namespace llmfs {
 namespace gemv {
 
+constexpr Path WIDEST = Path::avx512;  // matvec's paths: scalar, avx2, avx512
+
 // Scalar reference: one dot product per row.
 inline void rows_scalar(int64_t r0, int64_t r1, int64_t cols, const float* W, const float* x, float* y) {
     for (int64_t i = r0; i < r1; ++i) {
@@ -74,7 +76,7 @@ LLMFS_AVX2 inline void rows_avx2(int64_t r0, int64_t r1, int64_t cols, const flo
 // lines every other time; a 64-byte load at a 64-byte boundary is exactly one line. The first
 // `lead` columns (0 to 15, up to that boundary of row i) and the last ones go to a scalar tail;
 // when cols % 16 != 0 only the first of the 4 rows is aligned (still right, a little slower).
-// Measured on a Zen 5, 4096x4096 from DRAM: best 1.57-1.67 ms, the AVX2 kernel 1.75-1.91 ms.
+// From DRAM this streams faster than the AVX2 kernel (README, "Tuning history").
 LLMFS_AVX512_BEGIN
 LLMFS_AVX512 inline void rows_avx512(int64_t r0, int64_t r1, int64_t cols, const float* W, const float* x, float* y) {
     int64_t i = r0;
@@ -103,7 +105,7 @@ LLMFS_AVX512 inline void rows_avx512(int64_t r0, int64_t r1, int64_t cols, const
 LLMFS_AVX512_END
 #endif
 
-// y (rows,) = W (rows, cols) · x (cols,); threads split the rows. `path`: scalar, AVX2, AVX-512.
+// y (rows,) = W (rows, cols) · x (cols,); threads split the rows. `path`: scalar, avx2, avx512 (cpu.h).
 inline void matvec(int64_t rows, int64_t cols, const float* W, const float* x, float* y, int threads, Path path) {
     parallel_for(threads, rows, 4, [&](int64_t r0, int64_t r1, int) {
 #if LLMFS_X86

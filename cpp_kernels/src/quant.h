@@ -15,6 +15,7 @@
 // loop multiplies int8 by int8 (AVX2 maddubs: 32 byte products per instruction), sums each
 // block exactly in integers, and goes to float once per 8 blocks (see rows4_avx2 below).
 // Q4_0 also has an AVX-512 VNNI kernel (rows4_avx512_q4_0): 64 byte products per instruction.
+// The measurements behind the choices below: README, "Tuning history".
 #pragma once
 
 #include <algorithm>
@@ -32,6 +33,13 @@ namespace quant {
 constexpr int64_t QK = 32;         // values per block
 constexpr int64_t Q8_0_BYTES = 34;  // sizeof(block_q8_0)
 constexpr int64_t Q4_0_BYTES = 18;  // sizeof(block_q4_0)
+
+enum class Format { Q8_0, Q4_0 };
+
+// The widest path of each kernel here (dequantize is scalar only). The dispatch code below
+// branches on Path (cpu.h) and takes exactly these versions.
+constexpr Path quantize_widest(Format f) { return f == Format::Q8_0 ? Path::avx2 : Path::scalar; }
+constexpr Path matvec_widest(Format f) { return f == Format::Q8_0 ? Path::avx2 : Path::avx512; }
 
 // ---- fp16 <-> fp32, bit for bit as ggml's portable code (round to nearest even) ----
 
@@ -86,7 +94,7 @@ inline bool all_finite(const float* x, int64_t n) {
 // ---- quantize / dequantize one block (ggml's quantize_row_*_ref, dequantize_row_*) ----
 
 // x[0..31] -> q[0..31], returns the fp16 scale d.
-inline uint16_t quantize_block_q8_0(const float* x, int8_t* q) {
+inline uint16_t quantize_block_q8_0_scalar(const float* x, int8_t* q) {
     float amax = 0.0f;
     for (int64_t j = 0; j < QK; ++j) amax = std::max(amax, std::fabs(x[j]));
     const float d = amax / 127.0f;
@@ -96,7 +104,7 @@ inline uint16_t quantize_block_q8_0(const float* x, int8_t* q) {
 }
 
 #if LLMFS_X86
-// The same as quantize_block_q8_0, 8 values per instruction, bit for bit: the maximum is exact
+// The same as quantize_block_q8_0_scalar, 8 values per instruction, bit for bit: the maximum is exact
 // in any order, x * id is one float multiply either way, and roundf's "halfway cases away from
 // zero" is rebuilt from truncation: v = t + f with t = trunc(v) and f = v - t (exact for
 // |v| < 2^23), then t moves one step away from zero when |f| >= 0.5.
@@ -125,14 +133,14 @@ LLMFS_AVX2 inline uint16_t quantize_block_q8_0_avx2(const float* x, int8_t* q) {
 }
 #endif
 
-// x[0..31] -> q[0..31] with the AVX2 code when `fast` (and the CPU has it), else the reference.
-inline uint16_t quantize_block_q8_0(const float* x, int8_t* q, bool fast) {
+// x[0..31] -> q[0..31]: the AVX2 code for avx2 and wider, else the reference (same bytes).
+inline uint16_t quantize_block_q8_0(const float* x, int8_t* q, Path path) {
 #if LLMFS_X86
-    if (fast) return quantize_block_q8_0_avx2(x, q);
+    if (path != Path::scalar) return quantize_block_q8_0_avx2(x, q);
 #else
-    (void)fast;
+    (void)path;
 #endif
-    return quantize_block_q8_0(x, q);
+    return quantize_block_q8_0_scalar(x, q);
 }
 
 // x[0..31] -> 16 bytes of nibbles, returns the fp16 scale d.
@@ -151,10 +159,10 @@ inline uint16_t quantize_block_q4_0(const float* x, uint8_t* qs) {
 }
 
 // w (rows, cols) -> q (rows, cols/32 * 34) or (rows, cols/32 * 18) bytes. cols % 32 == 0.
-// (Q8_0 has an AVX2 path, used unless `scalar`; both give the same bytes.)
-inline void quantize_q8_0(int64_t rows, int64_t cols, const float* w, uint8_t* q, bool scalar) {
+// (Q8_0 has an AVX2 path, taken for avx2 and wider; both give the same bytes.)
+inline void quantize_q8_0(int64_t rows, int64_t cols, const float* w, uint8_t* q, Path path) {
     for (int64_t b = 0; b < rows * cols / QK; ++b, q += Q8_0_BYTES) {
-        const uint16_t d = quantize_block_q8_0(w + b * QK, reinterpret_cast<int8_t*>(q + 2), !scalar);
+        const uint16_t d = quantize_block_q8_0(w + b * QK, reinterpret_cast<int8_t*>(q + 2), path);
         std::memcpy(q, &d, 2);
     }
 }
@@ -183,8 +191,6 @@ inline void dequantize_q4_0(int64_t rows, int64_t cols, const uint8_t* q, float*
 }
 
 // ---- the vector side: x (cols,) quantized to Q8_0 once per matvec ----
-
-enum class Format { Q8_0, Q4_0 };
 
 // The AVX2 kernels take 8 blocks (256 values) per step; the Q4_0 one wants x's int8 values
 // regrouped to match how it unpacks nibbles: for blocks (2p, 2p+1) of a group, lo[p] holds the
@@ -221,7 +227,7 @@ struct QuantizedVector {
           sum16(size_t(f == Format::Q4_0 ? nb : 0)), d16(size_t(f == Format::Q4_0 ? nb : 0)) {
         for (int64_t b = 0; b < nb; ++b) {
             int8_t* qb = q.data + b * QK;
-            d.data[b] = fp16_to_fp32(quantize_block_q8_0(x + b * QK, qb, path != Path::scalar));
+            d.data[b] = fp16_to_fp32(quantize_block_q8_0(x + b * QK, qb, path));
             int32_t s = 0;
             for (int64_t j = 0; j < QK; ++j) s += qb[j];
             sum.data[b] = s;
@@ -283,17 +289,12 @@ float dot_blocks_scalar(const uint8_t* w, const QuantizedVector& x, int64_t b0) 
 // Memory: the weights are read once, front to back, and one core only reaches DRAM bandwidth
 // with several independent streams in flight. So 4 rows far apart (i, i+n, i+2n, i+3n) are
 // walked together (rows_far_apart below): 4 sequential streams in 4 different places, which
-// the hardware prefetcher follows like 4 readers. 4 adjacent rows, 2 x 2 rows and 8 rows were
-// all slower (Zen 3 and Zen 5). The rows go in pairs that share every load of x.
+// the hardware prefetcher follows like 4 readers (4 adjacent rows, 2 x 2 rows and 8 rows were
+// all slower). The rows go in pairs that share every load of x.
 //
 // Each stream is also prefetched by software some distance ahead, and the best distance depends
-// on the core. Measured 2026-12-02 (interleaved runs in random order, 4096x4096 from DRAM):
-// - Zen 3: Q4_0 5-10% faster 432 bytes ahead than with no prefetch (864 and more: slower);
-//   Q8_0 a little faster 272 bytes ahead, 15-25% slower 6.5 KB ahead.
-// - Zen 5: those short distances cost 10-15%, while ~2 KB ahead gains 7-17% (Q8_0 best 0.47
-//   -> 0.39 ms, Q4_0 AVX-512 0.225 -> 0.198 ms, Q4_0 AVX2 0.274 -> 0.256 ms; 1 KB and 4 KB
-//   gain less).
-// So a Zen 3 gets its short distances and every other core the Zen 5 one.
+// on the core: short on a Zen 3, ~2 KB on the newer cores measured, where the short one is a
+// loss (prefetch distance per core: README, "Tuning history").
 template <Format F> inline int64_t prefetch_ahead() {
     static const bool zen3 = __builtin_cpu_is("znver3");
     return zen3 ? (F == Format::Q8_0 ? 272 : 432) : 2176;
@@ -433,13 +434,13 @@ LLMFS_AVX512_BEGIN
 // into one of 16 int32 lanes, all in one instruction (AVX2 needs maddubs + madd for 32 bytes).
 // Q4_0's nibbles are already unsigned (0..15): one register holds 4 blocks' 64 bytes, and two
 // dpbusd (low nibbles times x's first 16 values per block, high nibbles times the last 16)
-// take all 128 weights. Measured on a Zen 5, 4096x4096 from DRAM, both without software
-// prefetch: 0.21-0.25 ms against 0.28-0.30 ms for the AVX2 kernel (from L2: 0.17 vs 0.25 ms).
+// take all 128 weights: fewer instructions per byte than the AVX2 kernel, which on a core with
+// fast memory is the limit.
 //
 // A quad = 4 blocks = 72 bytes. Its 4 x 16 nibble bytes are loaded 16 bytes at a time into the
 // 4 128-bit lanes of one register. (One 64-byte load + a byte permute gathers them in fewer
 // instructions, but such a load straddles two cache lines, and from DRAM the whole kernel ran
-// ~40% slower that way on a Zen 5.)
+// much slower that way.)
 LLMFS_AVX512 inline __m512i quad_nibbles_q4_0(const uint8_t* quad) {
     const auto load16 = [](const uint8_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); };
     __m512i t = _mm512_castsi128_si512(load16(quad + 2));                 // lane 0: block 0's 16 bytes
@@ -534,8 +535,8 @@ inline void rows_far_apart(Rows4 rows4, const uint8_t* q, int64_t stride, int64_
 }
 
 // y (rows,) = dequantize(q) (rows, cols) · x (cols,), with x quantized to Q8_0 first. `path`:
-// the scalar reference, AVX2, or AVX-512 VNNI (Q4_0 only; Q8_0 takes AVX2 there: on a Zen 5 its
-// AVX-512 version was no faster from DRAM, where Q8_0 already streams at 38-40 GB/s).
+// the scalar reference, AVX2, or AVX-512 VNNI (Q4_0 only; Q8_0 takes AVX2 there: an AVX-512
+// version of it was no faster from DRAM, where Q8_0 already streams near the memory's speed).
 template <Format F>
 void matvec(int64_t rows, int64_t cols, const uint8_t* q, const float* x, float* y, int threads, Path path) {
     const QuantizedVector xq(x, cols, F, path);  // before any thread starts (it allocates)

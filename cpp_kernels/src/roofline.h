@@ -27,9 +27,8 @@ inline double thread_seconds() {
 
 #if LLMFS_X86
 // 12 independent accumulators: enough to keep both FMA units busy despite the 4-cycle latency.
-// Each starts from a different value: with 12 identical chains GCC proved them equal and kept
-// ONE, a single latency-bound chain that this function then counted 12 times (it reported
-// ~140 GFLOP/s on a Zen 3 whose real peak is ~90; fixed 2026-12-02).
+// Each starts from a different value: with 12 identical chains GCC proves them equal and keeps
+// ONE, a single latency-bound chain that this function would then count 12 times.
 LLMFS_AVX2 inline float fma_chains(int64_t n) {
     const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
     __m256 a[12];
@@ -70,18 +69,20 @@ LLMFS_AVX2 inline float sum_avx2(const float* x, int64_t n) {
 }
 #endif
 
-// GFLOP/s of the FMA loop of the widest path in use (0 without AVX2: the scalar path has no
-// single honest ceiling).
-inline double peak_gflops() {
+// GFLOP/s of the FMA loop of the widest path the automatic choice takes for GEMM (0 on the
+// scalar path: it has no single honest ceiling).
+inline double peak_gflops(Path widest) {
 #if LLMFS_X86
-    if (!has_avx2_fma()) return 0.0;
+    const Path path = auto_path(widest);
+    if (path == Path::scalar) return 0.0;
     const int64_t n = 20000000;  // 3.8e9 flops (AVX2), ~0.04 s (callers take the best of several)
-    const bool wide = use_avx512();
+    const bool wide = path == Path::avx512;
     const double t0 = thread_seconds();
     volatile float sink = wide ? fma_chains_avx512(n) : fma_chains(n);
     (void)sink;
     return double(n) * 12 * (wide ? 32 : 16) / (thread_seconds() - t0) / 1e9;
 #else
+    (void)widest;
     return 0.0;
 #endif
 }

@@ -1,4 +1,4 @@
-// simd.h: small AVX2 helpers shared by the kernels (x86-64 only; callers check use_avx2()).
+// simd.h: small AVX2 helpers shared by the kernels (x86-64 only; called on the avx2 and avx512 paths).
 #pragma once
 
 #include "cpu.h"

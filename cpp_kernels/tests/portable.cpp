@@ -3,9 +3,11 @@
 // Built twice by tests/test_kernels_portable.py:
 //   g++ -std=c++17 -O1 -Wall -Wextra -Werror -DLLMFS_NO_X86 -I../src portable.cpp   (what arm64 gets:
 //       no x86 intrinsics are even seen by the compiler)
-//   g++ -std=c++17 -O1 -Wall -Wextra -Werror -I../src portable.cpp                  (x86-64: AVX2 paths
-//       where the CPU has them)
-// and run; it prints the path it took and exits non-zero on the first wrong number.
+//   g++ -std=c++17 -O1 -Wall -Wextra -Werror -I../src portable.cpp                  (x86-64: every path
+//       this CPU has, scalar, avx2, avx512)
+// and run; it checks each kernel on every path up to cpu_path(), prints the automatic choice
+// (auto_path, which honours LLMFS_FORCE_AVX2 / LLMFS_FORCE_SCALAR) and exits non-zero if any
+// number was wrong.
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -35,20 +37,19 @@ static void close(const char* what, double got, double want, double tol) {
     check(std::fabs(got - want) <= tol, what, got, want);
 }
 
-int main() {
+// Every kernel on `path` (a kernel without that version runs its widest one below it).
+static void check_kernels(Path path) {
     std::mt19937 rng(42);
     std::normal_distribution<float> normal(0.0f, 1.0f);
     auto fill = [&](std::vector<float>& v) { for (float& f : v) f = normal(rng); };
-    const bool scalar = !use_avx2();
-    std::printf("x86 code compiled: %d, AVX2 path: %d, AVX-512 path: %d\n", LLMFS_X86, int(!scalar), int(use_avx512()));
 
     // matmul (M, N, K) = (37, 19, 300), threads 1 and 3
     {
         const int64_t M = 37, N = 19, K = 300;
         std::vector<float> A(M * K), B(K * N), C(M * N), C3(M * N);
         fill(A), fill(B);
-        gemm::matmul(M, N, K, A.data(), B.data(), C.data(), 1, best_path());
-        gemm::matmul(M, N, K, A.data(), B.data(), C3.data(), 3, best_path());
+        gemm::matmul(M, N, K, A.data(), B.data(), C.data(), 1, path);
+        gemm::matmul(M, N, K, A.data(), B.data(), C3.data(), 3, path);
         for (int64_t i = 0; i < M; ++i)
             for (int64_t j = 0; j < N; ++j) {
                 double ref = 0, mag = 0;
@@ -62,7 +63,7 @@ int main() {
         const int64_t R = 33, Cn = 257;
         std::vector<float> W(R * Cn), x(Cn), y(R);
         fill(W), fill(x);
-        gemv::matvec(R, Cn, W.data(), x.data(), y.data(), 2, best_path());
+        gemv::matvec(R, Cn, W.data(), x.data(), y.data(), 2, path);
         for (int64_t i = 0; i < R; ++i) {
             double ref = 0, mag = 0;
             for (int64_t j = 0; j < Cn; ++j) ref += double(W[i * Cn + j]) * x[j], mag += std::fabs(double(W[i * Cn + j]) * x[j]);
@@ -83,23 +84,23 @@ int main() {
         std::vector<float> xd(Cn);
         {
             std::vector<uint8_t> qx(Cn / 32 * quant::Q8_0_BYTES);
-            quant::quantize_q8_0(1, Cn, x.data(), qx.data(), /*scalar=*/true);
+            quant::quantize_q8_0(1, Cn, x.data(), qx.data(), Path::scalar);
             quant::dequantize_q8_0(1, Cn, qx.data(), xd.data());
         }
         for (int fmt = 0; fmt < 2; ++fmt) {
             const int64_t bytes = fmt == 0 ? quant::Q8_0_BYTES : quant::Q4_0_BYTES;
             std::vector<uint8_t> q(R * Cn / 32 * bytes);
             if (fmt == 0) {
-                quant::quantize_q8_0(R, Cn, W.data(), q.data(), scalar);
+                quant::quantize_q8_0(R, Cn, W.data(), q.data(), path);
                 std::vector<uint8_t> q_ref(q.size());
-                quant::quantize_q8_0(R, Cn, W.data(), q_ref.data(), /*scalar=*/true);
+                quant::quantize_q8_0(R, Cn, W.data(), q_ref.data(), Path::scalar);
                 check(q == q_ref, "q8_0 fast quantizer = reference bytes", 0, 0);
                 quant::dequantize_q8_0(R, Cn, q.data(), Wd.data());
-                quant::matvec<quant::Format::Q8_0>(R, Cn, q.data(), x.data(), y.data(), 2, best_path());
+                quant::matvec<quant::Format::Q8_0>(R, Cn, q.data(), x.data(), y.data(), 2, path);
             } else {
                 quant::quantize_q4_0(R, Cn, W.data(), q.data());
                 quant::dequantize_q4_0(R, Cn, q.data(), Wd.data());
-                quant::matvec<quant::Format::Q4_0>(R, Cn, q.data(), x.data(), y.data(), 2, best_path());
+                quant::matvec<quant::Format::Q4_0>(R, Cn, q.data(), x.data(), y.data(), 2, path);
             }
             for (int64_t i = 0; i < R * Cn; ++i) {
                 const float amax = 4.5f;  // |w| of a normal sample stays below this here
@@ -121,7 +122,7 @@ int main() {
         cache.append(1, k.data(), v.data(), T);
         check(cache.length(1) == T && cache.length(0) == 0, "kv length", double(cache.length(1)), double(T));
         const attention::Shape s{T, H, Hkv, D};
-        attention::decode(s, q.data(), cache.keys(1), cache.values(1), out.data(), scores.data(), scalar);
+        attention::decode(s, q.data(), cache.keys(1), cache.values(1), out.data(), scores.data(), path);
         for (int64_t h = 0; h < H; ++h) {
             const int64_t kv = h / (H / Hkv);
             std::vector<double> p(T);
@@ -139,6 +140,17 @@ int main() {
                 close("attention", out[h * D + d], o, 1e-5);
             }
         }
+    }
+}
+
+int main() {
+    std::printf("x86 code compiled: %d, widest path of this CPU: %s, automatic path (matmul): %s\n", LLMFS_X86,
+                path_name(cpu_path()), path_name(auto_path(gemm::WIDEST)));
+    for (Path path : {Path::scalar, Path::avx2, Path::avx512}) {
+        if (path > cpu_path()) break;
+        const int before = failures;
+        check_kernels(path);
+        std::printf("%s path: %s\n", path_name(path), failures == before ? "ok" : "FAILED");
     }
     std::printf("%s\n", failures ? "FAILED" : "ok");
     return failures ? 1 : 0;
