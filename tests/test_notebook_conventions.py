@@ -35,6 +35,8 @@ def _broken_copy(tmp_path, change):
     (lambda nb: nb["cells"][4].update(source="from llmfs.gpt import GPT"), "not in the package"),
     (lambda nb: nb["cells"][4].update(source="from llmfs import train as T"), "not in the package"),
     (lambda nb: nb["cells"][4].update(source="from tools import notebooks"), "course tooling"),
+    (lambda nb: nb["cells"][3].update(source="".join(nb["cells"][3]["source"]) + "\n\n## A hidden section\ntext"),
+     "sits inside the cell"),
 ])
 def test_checker_catches_broken_conventions(tmp_path, monkeypatch, change, expected):
     path, copy = _broken_copy(tmp_path, change)

@@ -8,7 +8,8 @@ A course notebook
 - then "Learning goals" and "Prerequisites" (links to earlier notebooks);
 - has exactly one setup cell, the first code cell (``SETUP_CELL`` below): Colab install, seeds,
   device, FAST mode;
-- starts every section (a markdown cell that begins with ``## ``) on a new slide;
+- starts every section (a markdown cell that begins with ``## ``) on a new slide, and has no ``## `` heading
+  inside a cell (it would get no slide; "Prerequisites" may share the "Learning goals" cell);
 - ends with "Summary", "Exercises" (with solutions in ``<details>``) and "References";
 - is committed with outputs stripped and holds no absolute paths;
 - imports only the installed package's layout (``llmfs.<core module>``, ``llmfs.<series>.<module>``), never
@@ -40,12 +41,31 @@ import llmfs
 cfg = llmfs.setup(seed=0)"""
 # What a notebook may import from the package: the core, the series subpackages and llmfs's own names.
 PACKAGE_NAMES = {"config", "assets", "data", "plots", "kernels", "basics", "pretrain", "finetune", "rag", "agents",
-                 "inference", "FAST", "REPO_URL", "device", "progress", "seed_everything", "setup", "__version__"}
+                 "inference", "FAST", "REPO_URL", "device", "headline", "progress", "seed_everything", "setup", "__version__"}
 LLMFS_NAME_RE = re.compile(r"\bllmfs\.(\w+)")
 FROM_LLMFS_RE = re.compile(r"^\s*from llmfs import ([\w, ]+)", re.M)
 TOOLS_IMPORT_RE = re.compile(r"^\s*(?:from|import) tools\b", re.M)
 ABSOLUTE_PATH_RE = re.compile(r"(?<![\w.~])(/home/|/Users/|/root/|/work/|/tmp/|[A-Z]:\\\\)")
 CLOSING = ["Summary", "Exercises", "References"]
+SHARES_A_SLIDE = ("Prerequisites",)  # may follow "Learning goals" in the same cell: one opening slide
+
+
+def inner_headings(src: str) -> list[str]:
+    """Level-2 headings that sit inside a markdown cell rather than at its start: they would get no slide."""
+    lines = src.split("\n")
+    return [line for line in lines[1:] if re.match(r"^## +\S", line) and not line[3:].strip().startswith(SHARES_A_SLIDE)]
+
+
+def split_at_headings(src: str) -> list[str]:
+    """A markdown cell's text cut before each inner level-2 heading (the pieces, in order)."""
+    pieces, current = [], []
+    for line in src.split("\n"):
+        if current and line in inner_headings("\n" + line) and any(x.strip() for x in current):
+            pieces.append("\n".join(current).rstrip("\n"))
+            current = []
+        current.append(line)
+    pieces.append("\n".join(current).rstrip("\n"))
+    return pieces
 
 
 def colab_url(nb_path: Path) -> str:
@@ -118,6 +138,10 @@ def check(nb_path: Path) -> list[str]:
         src = _src(c)
         if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count") is not None):
             problems.append(f"cell {i} has outputs: commit notebooks stripped")
+        if c["cell_type"] == "markdown" and i > 0:
+            for heading in inner_headings(src):
+                problems.append(f"cell {i}: the heading {heading.strip()!r} sits inside the cell and gets no slide: "
+                                "start a new cell there (`python -m tools.notebooks fix` does)")
         if c["cell_type"] == "markdown" and (i == 0 or src.lstrip().startswith("## ")):
             if c.get("metadata", {}).get("slideshow", {}).get("slide_type") != "slide":
                 problems.append(f"cell {i} starts a section but its slideshow.slide_type is not 'slide'")
@@ -154,6 +178,15 @@ def fix(nb_path: Path) -> None:
     import nbformat  # only the fixer needs it; it writes cells in nbformat's canonical layout
 
     nb = nbformat.read(nb_path, as_version=4)
+    cells = []
+    for i, c in enumerate(nb["cells"]):  # a section heading inside a markdown cell starts a cell of its own
+        pieces = split_at_headings(_src(c)) if c["cell_type"] == "markdown" and i > 0 else [None]
+        if len(pieces) > 1:
+            c["source"] = pieces[0]
+            cells += [c] + [nbformat.v4.new_markdown_cell(p) for p in pieces[1:]]
+        else:
+            cells.append(c)
+    nb["cells"] = cells
     for i, c in enumerate(nb["cells"]):
         if c["cell_type"] == "code":
             c["outputs"], c["execution_count"] = [], None
