@@ -20,7 +20,7 @@ QUIET_PIP := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory'
 # Jupyter refuses to run as root unless told (containers, CI).
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: help setup lab test unit integration lint notebooks assets install vendor slides bench bench-train bench-mlp \
+.PHONY: help setup lab test unit integration full lint notebooks assets install vendor slides bench bench-train bench-mlp \
 	sanitize clean python-version
 
 help:  ## list the targets
@@ -88,6 +88,10 @@ integration: setup  ## the slower tests of the tooling: JupyterLab, nbval, slide
 notebooks: setup  ## only the notebooks (FAST mode)
 	@OMP_NUM_THREADS=1 LLMFS_FAST=1 sh tests/offline.sh $(PYTEST) -q $(XDIST) $(SERIES) assets/template.ipynb \
 	  $(NBVAL) $(PYTEST_ARGS); $(NO_TESTS_OK)
+
+# FULL mode as a learner runs it: default threads, the headline sizes; each notebook must pass within 15 minutes.
+full: setup  ## every notebook in FULL mode (default threads); wall times and headline numbers into the series READMEs
+	$(PY) -m tools.full $(FULL_ARGS)
 
 lint: install  ## ruff, configured in pyproject.toml: zero findings
 	$(PY) -m ruff check --quiet llmfs tools tests assets conftest.py

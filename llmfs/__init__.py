@@ -14,7 +14,7 @@ One subpackage per series, each importing only the core and the series before it
 repository and is not part of the installed package.
 """
 
-from llmfs.config import FAST, REPO_URL, device, progress, seed_everything, setup
+from llmfs.config import FAST, REPO_URL, device, headline, progress, seed_everything, setup
 
 __version__ = "0.1.0"
-__all__ = ["FAST", "REPO_URL", "device", "progress", "seed_everything", "setup", "__version__"]
+__all__ = ["FAST", "REPO_URL", "device", "headline", "progress", "seed_everything", "setup", "__version__"]

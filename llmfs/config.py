@@ -6,8 +6,10 @@ every notebook finishes in minutes on 2 CPU cores. FULL mode (the default) gives
 
 from __future__ import annotations
 
+import numbers
 import os
 import random
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +29,11 @@ FAST: bool = is_fast()
 
 def seed_everything(seed: int = 0) -> None:
     """Seed Python, NumPy and (if installed) PyTorch, so two runs print the same numbers."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be an integer in 0..2**32 - 1, got {seed!r}")
+    if not 0 <= seed < 2**32:  # NumPy's limit
+        raise ValueError(f"seed must be an integer in 0..2**32 - 1, got {seed!r}")
+    seed = int(seed)
     random.seed(seed)
     np.random.seed(seed)
     os.environ["PYTHONHASHSEED"] = str(seed)
@@ -40,11 +47,12 @@ def seed_everything(seed: int = 0) -> None:
 def device() -> str:
     """The best available device: 'cuda', then 'mps' (Apple), then 'cpu'.
 
-    ``LLMFS_DEVICE`` overrides the choice (e.g. ``LLMFS_DEVICE=cpu`` on a GPU machine).
+    ``LLMFS_DEVICE`` overrides the choice (e.g. ``LLMFS_DEVICE=cpu`` on a GPU machine); a value that
+    is not a device of this machine raises ``ValueError``.
     """
-    forced = os.environ.get("LLMFS_DEVICE")
+    forced = os.environ.get("LLMFS_DEVICE", "").strip()
     if forced:
-        return forced
+        return check_device(forced, source="LLMFS_DEVICE")
     try:
         import torch
     except ImportError:
@@ -54,6 +62,36 @@ def device() -> str:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return "mps"
     return "cpu"
+
+
+def check_device(name, source: str = "device") -> str:
+    """``name`` ('cpu', 'cuda', 'cuda:N', 'mps' or a ``torch.device``) as a string, when this machine
+    has that device; otherwise a ``ValueError`` (``TypeError`` for a non-string) that names ``source``."""
+    try:
+        import torch
+    except ImportError:  # the NumPy-only notebooks: the CPU is the only device
+        torch = None
+    if torch is not None and isinstance(name, torch.device):
+        name = str(name)
+    expected = f"{source} must be 'cpu', 'cuda', 'cuda:N' or 'mps'"
+    if not isinstance(name, str):
+        raise TypeError(f"{expected}, got {name!r}")
+    match = re.fullmatch(r"cpu|mps|cuda(?::(\d+))?", name.strip().lower())
+    if match is None:
+        raise ValueError(f"{expected}, got {name!r}")
+    name = match.group(0)
+    if name == "mps":
+        available = torch is not None and getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+        why = "no Apple GPU (MPS) is available"
+    elif name.startswith("cuda"):
+        count = torch.cuda.device_count() if torch is not None and torch.cuda.is_available() else 0
+        available, why = int(match.group(1) or 0) < count, f"this machine has {count} CUDA device(s)"
+    else:
+        available, why = True, ""
+    if not available:
+        hint = " or unset LLMFS_DEVICE" if source == "LLMFS_DEVICE" else ""
+        raise ValueError(f"{source}={name!r}, but {why}: use 'cpu'{hint}")
+    return name
 
 
 def progress(iterable=None, **kwargs):
@@ -89,3 +127,17 @@ def setup(seed: int = 0, verbose: bool = True) -> Setup:
         mode = "FAST (small sizes, for tests)" if cfg.fast else "FULL"
         print(f"llmfs: mode={mode}  device={cfg.device}  seed={seed}")
     return cfg
+
+
+def headline(name: str, value) -> None:
+    """Print one headline result of a notebook, e.g. ``headline("test accuracy", f"{acc:.2%}")``.
+
+    The line reads ``headline: <name> = <value>``; ``make full`` collects these lines and records
+    them, with each notebook's wall time, in its series README.
+    """
+    if not isinstance(name, str) or not name.strip() or "=" in name or "\n" in name:
+        raise ValueError(f"a headline name is a short one-line str without '=', got {name!r}")
+    text = str(value)
+    if "\n" in text:
+        raise ValueError(f"a headline value prints on one line, got {text!r}")
+    print(f"headline: {name} = {text}")

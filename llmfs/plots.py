@@ -8,10 +8,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import numbers
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.axes import Axes
+
+
+def _check(ax=None, title=None, **labels) -> dict[str, np.ndarray]:
+    """TypeError / ValueError unless ``ax`` is None or matplotlib Axes and ``title`` None or a str; each
+    of ``labels`` (name=values) must be a 1-D sequence of integers >= 0. Returns those as int64 arrays."""
+    if ax is not None and not isinstance(ax, Axes):
+        raise TypeError(f"ax must be None or a matplotlib Axes, got {type(ax).__name__}")
+    if title is not None and not isinstance(title, str):
+        raise TypeError(f"title must be None or a str, got {type(title).__name__}")
+    arrays = {}
+    for name, values in labels.items():
+        a = np.asarray(values) if not isinstance(values, (str, bytes, Mapping)) else None
+        if a is None or a.ndim != 1 or not (a.size == 0 or np.issubdtype(a.dtype, np.integer)):
+            got = f"{a.dtype} array of shape {a.shape}" if a is not None else type(values).__name__
+            raise ValueError(f"{name} must be a 1-D sequence of integer class labels, got {got}")
+        if a.size and a.min() < 0:
+            raise ValueError(f"{name} must hold class labels >= 0, got {a.min()}")
+        arrays[name] = a.astype(np.int64)
+    return arrays
 
 
 def show_images(
@@ -27,14 +49,27 @@ def show_images(
     images: (n, h, w) or (n, h*w) with a square h*w. Captions are ``label`` or ``label/pred``;
     a caption is red when ``pred != label``.
     """
+    _check(title=title)
     images = np.asarray(images)
+    if images.ndim not in (2, 3) or images.dtype == np.bool_ or not np.issubdtype(images.dtype, np.number):
+        raise ValueError(f"images must be numbers shaped (n, h, w) or (n, h*w), got {images.dtype} {images.shape}")
     n = len(images)
+    if images.ndim == 2 and round(math.sqrt(images.shape[1])) ** 2 != images.shape[1]:
+        raise ValueError(f"flat images (n, h*w) must be square, got {images.shape[1]} pixels each")
+    for name, values in (("labels", labels), ("preds", preds)):
+        if values is not None and (isinstance(values, (str, bytes)) or not hasattr(values, "__len__") or len(values) < n):
+            raise ValueError(f"{name} must be None or a sequence of one label per image ({n}), got {values!r:.60}")
+    if isinstance(ncols, bool) or not isinstance(ncols, numbers.Integral) or ncols < 1:
+        raise ValueError(f"ncols must be an integer >= 1, got {ncols!r}")
+    if isinstance(ax_size, bool) or not isinstance(ax_size, numbers.Real) or not 0 < ax_size < 100:
+        raise ValueError(f"ax_size must be a number of inches in (0, 100), got {ax_size!r}")
     if images.ndim == 2:  # flat vectors: (n, h*w) -> (n, h, w)
         side = int(round(np.sqrt(images.shape[1])))
         images = images.reshape(n, side, side)
     ncols = max(1, min(ncols, n))
     nrows = max(1, -(-n // ncols))  # ceil division
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * ax_size, nrows * ax_size * (1.25 if labels is not None else 1.0)), squeeze=False)
+    height = nrows * ax_size * (1.25 if labels is not None else 1.0)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * ax_size, height), squeeze=False)
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
         if k >= n:
@@ -57,6 +92,15 @@ def plot_curves(history: dict[str, list[float]], xlabel: str = "epoch", title: s
 
     The x axis counts from 1 (the value after the first epoch/step).
     """
+    _check(ax, title)
+    if not isinstance(history, Mapping) or not history:
+        raise TypeError(f"history must be a non-empty dict of name -> list of numbers, got {type(history).__name__}")
+    for name, values in history.items():
+        a = np.asarray(values) if not isinstance(values, (str, bytes)) else None
+        if a is None or a.ndim != 1 or a.dtype == np.bool_ or not np.issubdtype(a.dtype, np.number):
+            raise ValueError(f"history[{name!r}] must be a list of numbers, got {values!r:.60}")
+    if not isinstance(xlabel, str):
+        raise TypeError(f"xlabel must be a str, got {type(xlabel).__name__}")
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5))
     for name, values in history.items():
@@ -71,9 +115,17 @@ def plot_curves(history: dict[str, list[float]], xlabel: str = "epoch", title: s
 
 def confusion_matrix(y_true, y_pred, n_classes: int | None = None) -> np.ndarray:
     """``cm[i, j]`` = how many examples of true class i were predicted as class j. (C, C) int64."""
-    y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    labels = _check(y_true=y_true, y_pred=y_pred)
+    y_true, y_pred = labels["y_true"], labels["y_pred"]
+    if len(y_true) != len(y_pred):
+        raise ValueError(f"y_true and y_pred must have the same length, got {len(y_true)} and {len(y_pred)}")
+    largest = int(max(y_true.max(initial=-1), y_pred.max(initial=-1)))
     if n_classes is None:
-        n_classes = int(max(y_true.max(initial=-1), y_pred.max(initial=-1))) + 1
+        n_classes = largest + 1
+    elif isinstance(n_classes, bool) or not isinstance(n_classes, numbers.Integral) or n_classes < 1:
+        raise ValueError(f"n_classes must be None or an integer >= 1, got {n_classes!r}")
+    elif largest >= n_classes:
+        raise ValueError(f"a label is {largest}, out of range for n_classes={n_classes}")
     cm = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(cm, (y_true, y_pred), 1)
     return cm
@@ -84,6 +136,7 @@ def plot_confusion_matrix(y_true, y_pred, n_classes: int | None = None, ax=None,
 
     Rows are true classes, columns predicted classes.
     """
+    _check(ax, title)
     cm = confusion_matrix(y_true, y_pred, n_classes)
     c = cm.shape[0]
     if ax is None:
@@ -107,6 +160,10 @@ def plot_graph(root, ax=None, title: str | None = None):
     its label and op, data and grad; arrows run from inputs to outputs, left to right. For small
     graphs (tens of nodes). Returns the axes.
     """
+    _check(ax, title)
+    if not all(hasattr(root, a) for a in ("data", "grad", "_prev", "_op")):
+        raise TypeError(f"root must be an autograd node (with data, grad, _prev and _op) such as a Value, "
+                        f"got {type(root).__name__}")
     depth: dict[int, int] = {}
     nodes: list = []
 

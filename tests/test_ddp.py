@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from llmfs.pretrain.checkpoint import load_checkpoint
 from llmfs.data import load_kjv
-from llmfs.pretrain.gpt import GPT, GPTConfig
 from llmfs.pretrain.bpe import CharTokenizer
+from llmfs.pretrain.checkpoint import load_checkpoint
+from llmfs.pretrain.gpt import GPT, GPTConfig
 from llmfs.pretrain.lm_data import prepare_data
 
 pytestmark = pytest.mark.integration  # `make unit` leaves these to `make test` / `make integration`

@@ -3,11 +3,9 @@
 import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
-from transformers.generation.logits_process import (RepetitionPenaltyLogitsProcessor, TopKLogitsWarper,
-                                                    TopPLogitsWarper)
+from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor, TopKLogitsWarper, TopPLogitsWarper
 
-from llmfs.pretrain.decoding import (apply_repetition_penalty, beam_search, greedy, sample, top_k_filter,
-                            top_p_filter)
+from llmfs.pretrain.decoding import apply_repetition_penalty, beam_search, greedy, sample, top_k_filter, top_p_filter
 from llmfs.pretrain.gpt import GPT
 
 EOS = 3

@@ -19,6 +19,13 @@ UNARY = {
 }
 
 
+def _apply(op: str, a, b):
+    """One operation of the random graphs, written once for Values and torch tensors alike."""
+    if op in ("+", "-", "*"):
+        return {"+": a + b, "-": a - b, "*": a * b}[op]
+    return a**2 if op == "square" else getattr(a, op)()
+
+
 @pytest.mark.parametrize("name", sorted(UNARY))
 @pytest.mark.parametrize("x", [-1.7, 0.3, 2.2])
 def test_unary_ops_match_torch(name, x):
@@ -59,16 +66,7 @@ def _random_expression(rng: random.Random, n_leaves: int = 3, n_ops: int = 12):
         a, b, ta, tb = nodes[i], nodes[j], tnodes[i], tnodes[j]
         if op == "exp":  # keep values small
             a, ta = a.tanh(), ta.tanh()
-        out, tout = {
-            "+": lambda: (a + b, ta + tb),
-            "-": lambda: (a - b, ta - tb),
-            "*": lambda: (a * b, ta * tb),
-            "tanh": lambda: (a.tanh(), ta.tanh()),
-            "relu": lambda: (a.relu(), ta.relu()),
-            "exp": lambda: (a.exp(), ta.exp()),
-            "sigmoid": lambda: (a.sigmoid(), ta.sigmoid()),
-            "square": lambda: (a**2, ta**2),
-        }[op]()
+        out, tout = _apply(op, a, b), _apply(op, ta, tb)  # the same op on our Values and on torch tensors
         nodes.append(out)
         tnodes.append(tout)
     root, troot = sum(nodes), sum(tnodes)  # every leaf and every op reaches the root

@@ -30,7 +30,7 @@ def break_array(draw, good: np.ndarray) -> object:
     if how == "dtype":
         wrong = [d for d in WRONG_DTYPES if np.dtype(d) != good.dtype] + [np.uint8 if good.dtype != np.uint8 else np.float32]
         dtype = np.dtype(draw(st.sampled_from(wrong)))
-        return np.zeros(good.shape, dtype=dtype) if dtype != object else np.full(good.shape, None, dtype=object)
+        return np.full(good.shape, None, dtype=object) if dtype == np.dtype(object) else np.zeros(good.shape, dtype=dtype)
     if how == "rank":
         r = draw(st.sampled_from([r for r in range(5) if r != good.ndim]))
         return np.zeros((2,) * r, dtype=good.dtype)
@@ -77,7 +77,8 @@ def bad_matvec(draw):
     return K.matvec, (args["w"], args["x"]), {}
 
 
-QUANT = {"q8_0": (K.quantize_q8_0, K.dequantize_q8_0, K.matvec_q8_0, 34), "q4_0": (K.quantize_q4_0, K.dequantize_q4_0, K.matvec_q4_0, 18)}
+QUANT = {"q8_0": (K.quantize_q8_0, K.dequantize_q8_0, K.matvec_q8_0, 34),
+         "q4_0": (K.quantize_q4_0, K.dequantize_q4_0, K.matvec_q4_0, 18)}
 
 
 def bad_quantize(draw):

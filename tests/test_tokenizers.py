@@ -4,8 +4,17 @@ import pytest
 import regex
 
 from llmfs.data import load_kjv
-from llmfs.pretrain.bpe import (ENDOFTEXT, GPT2_SPLIT_PATTERN, BPETokenizer, bytes_to_unicode, get_stats,
-                              gpt2_tokenizer, merge, most_frequent, tiktoken_gpt2)
+from llmfs.pretrain.bpe import (
+    ENDOFTEXT,
+    GPT2_SPLIT_PATTERN,
+    BPETokenizer,
+    bytes_to_unicode,
+    get_stats,
+    gpt2_tokenizer,
+    merge,
+    most_frequent,
+    tiktoken_gpt2,
+)
 
 VARIED = (
     "Hello world! It's GPT-2's tokenizer; we'll see: they've, I'm, you'd, WE'RE, o'clock.\n"

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from llmfs.data import load_kjv
-from llmfs.pretrain.gpt import GPT, GPTConfig
 from llmfs.pretrain.bpe import CharTokenizer
+from llmfs.pretrain.gpt import GPT, GPTConfig
 from llmfs.pretrain.lm_data import get_batch, load_tokens, prepare_data, read_meta
 from llmfs.pretrain.train import TrainConfig, configure_optimizer, get_lr, train
 

@@ -21,8 +21,8 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -126,7 +126,7 @@ def run(quick: bool = False, hot: bool = False) -> list[Row]:
     for n in (1024,) if quick else (1024, 2048):
         a = rng.standard_normal((n, n), dtype=np.float32)
         b = rng.standard_normal((n, n), dtype=np.float32)
-        t, t_np = best_times([lambda i: K.matmul(a, b), lambda i: a @ b], 1, reps(20 if n == 1024 else 6))
+        t, t_np = best_times([lambda i, a=a, b=b: K.matmul(a, b), lambda i, a=a, b=b: a @ b], 1, reps(20 if n == 1024 else 6))
         rows.append(Row("matmul", f"{n}x{n}x{n}", t, 2.0 * n**3, 3 * 4.0 * n * n, t_np, 0.9, peak))
 
     R = C = 4096
@@ -154,7 +154,7 @@ def run(quick: bool = False, hot: bool = False) -> list[Row]:
     rows.append(Row("matvec", f"{R}x{C}", t_mv, 0.0, R * C * 4.0, t_np, 0.95, stream))
     rows.append(Row("matvec_q8_0", f"{R}x{C}", t_q8, 0.0, float(q8[0].nbytes), t_np, 3.3, stream))
     rows.append(Row("matvec_q4_0", f"{R}x{C}", t_q4, 0.0, float(q4[0].nbytes), t_np, 6.0, stream))
-    del ws, q8, q4
+    ws = q8 = q4 = []  # free the matrices before the attention rows
 
     H, D, T = 32, 64, 2048
     cache_bytes = 2.0 * T * H * D * 4
@@ -202,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
           f"force_scalar={feats['force_scalar']} force_avx2={feats['force_avx2']}")
     print("paths: " + "; ".join(f"{k} {v}" for k, v in feats["paths"].items()))
     simd = {"avx512": "AVX-512", "avx2": "AVX2"}.get(feats["paths"]["matmul"], "no SIMD:")  # matmul's path
-    print(f"limits of one core (measured now): {simd} FMA peak {rows[0].limit:.1f} GFLOP/s, streaming read {rows[-1].limit:.1f} GB/s; "
+    print(f"limits of one core (measured now): {simd} FMA peak {rows[0].limit:.1f} GFLOP/s, "
+          f"streaming read {rows[-1].limit:.1f} GB/s; "
           f"memory-bound rows timed {'hot (one copy)' if args.hot else 'cold (weights > 128 MB cycled, from DRAM)'}")
     print("times: best of interleaved runs, CPU time of the calling thread; quantized matvecs are compared")
     print("with NumPy's float32 matvec of the same 4096x4096 matrix; attention vs a NumPy implementation\n")

@@ -14,7 +14,7 @@ The *reference* side is nanoGPT's recipe reproduced with this trainer (fixed num
 periodic evaluations). The *course* side is the recipe the course recommends for the same wall-clock
 budget: a smaller model that sees more tokens, a cosine schedule that runs on time and ends exactly
 at the budget, a higher learning rate, no evaluation until the end. nanoGPT's own numbers, recorded
-on the course machines, are printed too.
+once with nanoGPT itself (see RECORDED below), are printed too.
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ import time
 
 _T_IMPORT = time.perf_counter()  # nanoGPT's wall time includes starting Python and importing torch: so does ours
 
-import argparse  # noqa: E402
+import argparse  # noqa: E402 (the clock above must start before these imports)
 import dataclasses  # noqa: E402
 
 import torch  # noqa: E402
 
-from llmfs.pretrain.lm_data import load_tokens, prepare_kjv, read_meta
-from llmfs.pretrain.train import TrainConfig, estimate_loss, train
+from llmfs.pretrain.lm_data import load_tokens, prepare_kjv, read_meta  # noqa: E402
+from llmfs.pretrain.train import TrainConfig, estimate_loss, train  # noqa: E402
 
 # nanoGPT's own runs (nanoGPT's train.py itself) on this data: the King James text, character level, first 90 % train,
 # last 10 % val. cpu: nanoGPT's README CPU command (4 layers, 4 heads, 128 wide, block 64, batch 12, no dropout) on a
@@ -79,8 +79,8 @@ def eval_seconds(cfg: TrainConfig, data_dir: str) -> float:
     """How long the final evaluation will take: 10 timed batches of it, scaled to FINAL_EVAL_ITERS."""
     from llmfs.pretrain.gpt import GPT, GPTConfig
 
-    model = GPT(GPTConfig(vocab_size=read_meta(data_dir)["vocab_size"], block_size=cfg.block_size, n_layer=cfg.n_layer, n_head=cfg.n_head,
-                          n_embd=cfg.n_embd)).to(cfg.device)
+    model = GPT(GPTConfig(vocab_size=read_meta(data_dir)["vocab_size"], block_size=cfg.block_size, n_layer=cfg.n_layer,
+                          n_head=cfg.n_head, n_embd=cfg.n_embd)).to(cfg.device)
     val = load_tokens(data_dir, "val")
     batch = cfg.eval_batch_size or cfg.batch_size
     estimate_loss(model, val, batch, cfg.block_size, 2, cfg.device)  # warm up

@@ -200,7 +200,8 @@ def fix(nb_path: Path) -> None:
         lines = src.split("\n", 1)
         src = lines[0] + "\n\n" + colab_badge(nb_path) + ("\n" + lines[1] if len(lines) > 1 else "")
     first["source"] = src
-    nb.setdefault("metadata", {})["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+    kernel = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+    nb.setdefault("metadata", {})["kernelspec"] = kernel
     nbformat.write(nb, nb_path)
 
 

@@ -13,6 +13,7 @@ in reverse topological order and applies the chain rule once per node.
 from __future__ import annotations
 
 import math
+import numbers
 
 
 class Value:
@@ -21,6 +22,8 @@ class Value:
     __slots__ = ("data", "grad", "_prev", "_backward", "_op", "label")
 
     def __init__(self, data: float, _children: tuple[Value, ...] = (), _op: str = "", label: str = ""):
+        if isinstance(data, bool) or not isinstance(data, numbers.Real):
+            raise TypeError(f"a Value holds one real number (int or float), got {type(data).__name__} {data!r:.40}")
         self.data = float(data)
         self.grad = 0.0
         self._prev = _children
@@ -33,7 +36,7 @@ class Value:
 
     # ---- the operations: each computes its output and says how to send the gradient back ----
     def __add__(self, other: Value | float) -> Value:
-        other = other if isinstance(other, Value) else Value(other)
+        other = other if isinstance(other, Value) else Value(other)  # a TypeError if other is no number
         out = Value(self.data + other.data, (self, other), "+")
 
         def _backward():
@@ -65,7 +68,10 @@ class Value:
         return out
 
     def __pow__(self, k: float) -> Value:
-        assert isinstance(k, (int, float)), "only constant exponents: x ** 2, x ** -1, x ** 0.5"
+        if isinstance(k, bool) or not isinstance(k, numbers.Real):
+            raise TypeError(f"only constant exponents: x ** 2, x ** -1, x ** 0.5; got x ** {type(k).__name__}")
+        if self.data < 0 and k != int(k):
+            raise ValueError(f"{self.data:g} ** {k}: a negative number to a fractional power is not real")
         return self._unary(self.data**k, k * self.data ** (k - 1), f"**{k}")
 
     def exp(self) -> Value:
@@ -126,6 +132,8 @@ def topological_order(root: Value) -> list[Value]:
     The depth-first search of the notebook, written with an explicit stack instead of recursion so that
     deep graphs do not hit Python's recursion limit; it returns the same order as the recursive one.
     """
+    if not isinstance(root, Value):
+        raise TypeError(f"root must be a Value, got {type(root).__name__}")
     order: list[Value] = []
     visited: set[int] = set()
     stack: list[tuple[Value, bool]] = [(root, False)]
@@ -144,5 +152,9 @@ def topological_order(root: Value) -> list[Value]:
 
 def zero_grad(values) -> None:
     """Set ``grad = 0`` on each of the given Values (e.g. a model's parameters)."""
+    values = list(values) if hasattr(values, "__iter__") else [values]
+    bad = [type(v).__name__ for v in values if not isinstance(v, Value)]
+    if bad:
+        raise TypeError(f"zero_grad takes an iterable of Values (e.g. a model's parameters), got a {bad[0]}")
     for v in values:
         v.grad = 0.0

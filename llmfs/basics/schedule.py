@@ -20,10 +20,12 @@ def cosine_lr(step: int, total_steps: int, lr: float, min_lr: float = 0.0, warmu
         raise ValueError(f"step must be an integer >= 0, got {step!r}")
     if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
         raise ValueError(f"total_steps must be an integer >= 1, got {total_steps!r}")
-    if not (math.isfinite(lr) and lr > 0 and 0 <= min_lr <= lr):
+    if isinstance(lr, bool) or isinstance(min_lr, bool) or not (math.isfinite(lr) and lr > 0 and 0 <= min_lr <= lr):
         raise ValueError(f"need 0 <= min_lr <= lr and lr > 0, got lr={lr!r}, min_lr={min_lr!r}")
     if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
         raise ValueError(f"warmup_steps must be an integer >= 0, got {warmup_steps!r}")
+    if progress is not None and (isinstance(progress, bool) or not isinstance(progress, (int, float)) or math.isnan(progress)):
+        raise ValueError(f"progress must be None or a number (clipped to [0, 1]), got {progress!r}")
     if step < warmup_steps:
         return lr * (step + 1) / (warmup_steps + 1)
     if progress is None:

@@ -15,9 +15,12 @@ then in each chunk repeatedly merge the adjacent pair of tokens that was learned
 from __future__ import annotations
 
 import json
+import numbers
+import operator
 from collections import Counter, defaultdict
-from functools import lru_cache
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import regex  # the `regex` module: \p{L} (any letter) and \p{N} (any digit) in patterns
@@ -30,6 +33,22 @@ ENDOFTEXT = "<|endoftext|>"
 Pair = tuple[int, int]
 
 
+def _token_ids(ids, known) -> list[int]:
+    """``ids`` (a list, tuple, 1-D array or tensor of ints) as a list of ints, each one ``in known``;
+    a TypeError / ValueError that says what came otherwise."""
+    if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__") or getattr(ids, "ndim", 1) != 1:
+        raise TypeError(f"ids must be a 1-D sequence of token ids (ints), got {type(ids).__name__} "
+                        f"{getattr(ids, 'shape', '')}".rstrip())
+    try:
+        ids = [operator.index(i) for i in ids]  # ints, NumPy ints, 0-d integer tensors; not floats
+    except TypeError:
+        raise TypeError(f"token ids must be ints, got {sorted({type(i).__name__ for i in ids})}") from None
+    bad = [i for i in ids if i not in known]
+    if bad:
+        raise ValueError(f"token ids not in the vocabulary ({len(known)} tokens): {bad[:5]}")
+    return ids
+
+
 @dataclass
 class CharTokenizer:
     """One token per character: ``itos[i]`` is the character of id i (sorted, so ids are stable)."""
@@ -37,7 +56,7 @@ class CharTokenizer:
     itos: list[str]
 
     @classmethod
-    def from_text(cls, text: str) -> "CharTokenizer":
+    def from_text(cls, text: str) -> CharTokenizer:
         if not isinstance(text, str) or not text:
             raise ValueError("CharTokenizer.from_text needs a non-empty str")
         return cls(sorted(set(text)))
@@ -54,17 +73,15 @@ class CharTokenizer:
         return len(self.itos)
 
     def encode(self, text: str) -> list[int]:
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
         unknown = set(text) - self.stoi.keys()
         if unknown:
             raise ValueError(f"characters not in the vocabulary: {''.join(sorted(unknown))[:20]!r}")
         return [self.stoi[ch] for ch in text]
 
     def decode(self, ids) -> str:
-        ids = [int(i) for i in ids]
-        bad = [i for i in ids if not 0 <= i < len(self.itos)]
-        if bad:
-            raise ValueError(f"token ids out of range 0..{len(self.itos) - 1}: {bad[:5]}")
-        return "".join(self.itos[i] for i in ids)
+        return "".join(self.itos[i] for i in _token_ids(ids, range(len(self.itos))))
 
 
 def get_stats(ids: list[int], counts: Counter | None = None, weight: int = 1) -> Counter:
@@ -124,12 +141,19 @@ class BPETokenizer:
 
     def __init__(self, merges: dict[Pair, int], byte_ids: list[int] | None = None,
                  special_tokens: dict[str, int] | None = None, pattern: str = GPT2_SPLIT_PATTERN):
+        if not isinstance(merges, dict) or not isinstance(special_tokens or {}, dict):
+            raise TypeError(f"merges and special_tokens must be dicts, "
+                            f"got {type(merges).__name__}, {type(special_tokens).__name__}")
         self.byte_ids = list(range(256)) if byte_ids is None else list(byte_ids)
+        if len(set(self.byte_ids)) != 256:
+            raise ValueError(f"byte_ids must give 256 distinct ids, one per byte, got {len(set(self.byte_ids))}")
         self.merges = dict(merges)
         self.special_tokens = dict(special_tokens or {})
-        self.pattern, self.compiled = pattern, regex.compile(pattern)
+        self.pattern, self.compiled = pattern, _compile(pattern)
         self.vocab: dict[int, bytes] = {i: bytes([b]) for b, i in enumerate(self.byte_ids)}
         for (a, b), new_id in sorted(self.merges.items(), key=lambda kv: kv[1]):
+            if a not in self.vocab or b not in self.vocab:
+                raise ValueError(f"the merge ({a}, {b}) -> {new_id} uses a token made by no earlier merge")
             self.vocab[new_id] = self.vocab[a] + self.vocab[b]
         for s, i in self.special_tokens.items():
             self.vocab[i] = s.encode("utf-8")
@@ -160,7 +184,18 @@ class BPETokenizer:
     def encode(self, text: str, allowed_special: set[str] | str = frozenset()) -> list[int]:
         """text -> ids. Special tokens in ``allowed_special`` (or "all") become their single id; any
         other special token in the text raises ValueError, as in tiktoken (it is usually a mistake)."""
-        allowed = set(self.special_tokens) if allowed_special == "all" else set(allowed_special)
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        if allowed_special == "all":
+            allowed = set(self.special_tokens)
+        elif isinstance(allowed_special, (AbstractSet, list, tuple)) and all(isinstance(s, str) for s in allowed_special):
+            allowed = set(allowed_special)
+        else:
+            raise TypeError(f'allowed_special must be "all" or a set of special-token strings, got {allowed_special!r:.60}')
+        unknown = allowed - set(self.special_tokens)
+        if unknown:
+            raise ValueError(f"allowed_special names tokens this tokenizer does not have: {sorted(unknown)}; "
+                             f"its special tokens are {sorted(self.special_tokens)}")
         for s in set(self.special_tokens) - allowed:
             if s in text:
                 raise ValueError(f"text contains the special token {s!r}: pass allowed_special={{{s!r}}} "
@@ -175,19 +210,27 @@ class BPETokenizer:
 
     def decode(self, ids: list[int]) -> str:
         """ids -> text. A cut in the middle of a multi-byte character decodes to U+FFFD, as in tiktoken."""
-        return b"".join(self.vocab[i] for i in ids).decode("utf-8", errors="replace")
+        return b"".join(self.vocab[i] for i in _token_ids(ids, self.vocab)).decode("utf-8", errors="replace")
 
     # --- training ---------------------------------------------------------------------------
     @classmethod
     def train(cls, text: str, vocab_size: int, pattern: str = GPT2_SPLIT_PATTERN,
-              special_tokens: tuple[str, ...] = (ENDOFTEXT,), progress: bool = False) -> "BPETokenizer":
+              special_tokens: tuple[str, ...] = (ENDOFTEXT,), progress: bool = False) -> BPETokenizer:
         """Learn merges from text until the vocabulary (256 bytes + merges + specials) has vocab_size
         tokens. Merges happen inside regex chunks only, each distinct chunk counted once with its
         frequency; after a merge only the chunks that held the pair are recounted."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        if (not isinstance(special_tokens, (tuple, list)) or not all(isinstance(s, str) and s for s in special_tokens)
+                or len(set(special_tokens)) != len(special_tokens)):
+            raise ValueError(f"special_tokens must be a tuple of distinct non-empty strs, got {special_tokens!r:.60}")
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, numbers.Integral):
+            raise TypeError(f"vocab_size must be an int, got {vocab_size!r}")
         n_merges = vocab_size - 256 - len(special_tokens)
         if n_merges < 0:
-            raise ValueError(f"vocab_size must be at least {256 + len(special_tokens)}")
-        chunk_counts = Counter(regex.findall(pattern, text))
+            raise ValueError(f"vocab_size must be at least {256 + len(special_tokens)} (256 bytes + "
+                             f"{len(special_tokens)} special tokens), got {vocab_size}")
+        chunk_counts = Counter(_compile(pattern).findall(text))
         words = [list(w.encode("utf-8")) for w in chunk_counts]
         freq = list(chunk_counts.values())
         stats, where = Counter(), defaultdict(set)  # pair -> total count; pair -> words holding it
@@ -220,7 +263,7 @@ class BPETokenizer:
 
     # --- GPT-2's files ----------------------------------------------------------------------
     @classmethod
-    def from_gpt2_files(cls, encoder_json: str | Path, vocab_bpe: str | Path) -> "BPETokenizer":
+    def from_gpt2_files(cls, encoder_json: str | Path, vocab_bpe: str | Path) -> BPETokenizer:
         """GPT-2's original encoder.json (token string -> id) and vocab.bpe (the merges, in order)."""
         byte_chars = bytes_to_unicode()
         encoder: dict[str, int] = json.loads(Path(encoder_json).read_text(encoding="utf-8"))
@@ -231,6 +274,16 @@ class BPETokenizer:
             merges[encoder[a], encoder[b]] = encoder[a + b]
         byte_ids = [encoder[byte_chars[b]] for b in range(256)]
         return cls(merges, byte_ids=byte_ids, special_tokens={ENDOFTEXT: encoder[ENDOFTEXT]})
+
+
+def _compile(pattern: str) -> regex.Pattern:
+    """The pre-tokenizer regex, or a TypeError / ValueError saying why it is not one."""
+    if not isinstance(pattern, str):
+        raise TypeError(f"pattern must be a regex str, got {type(pattern).__name__}")
+    try:
+        return regex.compile(pattern)
+    except regex.error as err:
+        raise ValueError(f"pattern is not a valid regex: {err}") from None
 
 
 @lru_cache(maxsize=1)

@@ -19,13 +19,14 @@ in the same folder, are flushed to disk, and ``os.replace`` swaps it in (a renam
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 
 
@@ -36,6 +37,20 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
         if inner is None:
             return model
         model = inner
+
+
+def _check(path, model, optimizer, generators) -> Path:
+    """``path`` as a Path, after a TypeError for any argument of the wrong kind."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or a Path, got {type(path).__name__}")
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be None or a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    if generators is not None and (not isinstance(generators, dict) or not all(
+            isinstance(k, str) and isinstance(g, torch.Generator) for k, g in generators.items())):
+        raise TypeError(f"generators must be None or a dict of name -> torch.Generator, got {generators!r:.80}")
+    return Path(path)
 
 
 def _model_tensors(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -84,7 +99,11 @@ def save_checkpoint(
     extra: dict | None = None,
 ) -> Path:
     """Write model, optimizer, ``step``, every RNG state and ``extra`` (JSON-able) to ``path``, atomically."""
-    path = Path(path)
+    path = _check(path, model, optimizer, generators)
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
+        raise ValueError(f"step must be an integer >= 0, got {step!r}")
+    if extra is not None and not isinstance(extra, dict):
+        raise TypeError(f"extra must be None or a dict (saved as JSON), got {type(extra).__name__}")
     tensors, aliases = _model_tensors(model)
     optim_meta = None
     if optimizer is not None:
@@ -94,7 +113,7 @@ def save_checkpoint(
     tensors.update(t)
     metadata = {
         "format": "llmfs-checkpoint-1",
-        "step": str(step),
+        "step": str(int(step)),
         "aliases": json.dumps(aliases),
         "optimizer": json.dumps(optim_meta),
         "rng": json.dumps(rng_meta),
@@ -127,17 +146,32 @@ def load_checkpoint(
     restore_rng: bool = True,
 ) -> dict:
     """Load what ``save_checkpoint`` wrote into ``model`` (and ``optimizer``, ``generators``, the global
-    RNGs). Returns ``{"step": int, "extra": dict}``."""
-    with safe_open(str(path), framework="pt", device="cpu") as f:
-        meta = f.metadata()
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    RNGs). Returns ``{"step": int, "extra": dict}``.
+
+    A missing file raises ``FileNotFoundError``; a file that is not an llmfs checkpoint (corrupt,
+    truncated, another format) or whose tensors do not fit ``model`` raises ``ValueError``."""
+    path = _check(path, model, optimizer, generators)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint file at {path}")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except SafetensorError as err:
+        raise ValueError(f"{path} is not a readable safetensors file (corrupt or cut short?): {err}") from None
     if meta.get("format") != "llmfs-checkpoint-1":
         raise ValueError(f"{path} is not an llmfs checkpoint")
+    missing = [f"rng/gen/{name}" for name in generators or {} if f"rng/gen/{name}" not in tensors]
+    if missing:
+        raise ValueError(f"{path} holds no state for the generators {missing}")
 
     state = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
     for alias, name in json.loads(meta["aliases"]).items():
         state[alias] = state[name]
-    unwrap(model).load_state_dict(state, strict=True)
+    try:
+        unwrap(model).load_state_dict(state, strict=True)
+    except RuntimeError as err:  # missing, unexpected or differently shaped tensors
+        raise ValueError(f"{path} does not fit this model: {err}") from None
 
     if optimizer is not None:
         optim_meta = json.loads(meta["optimizer"])

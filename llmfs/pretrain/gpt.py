@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -40,8 +41,13 @@ class GPTConfig:
             raise ValueError(f"GPTConfig.n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout!r}")
-        if self.gelu not in GELU_APPROXIMATIONS:
+        if not isinstance(self.gelu, str) or self.gelu not in GELU_APPROXIMATIONS:
             raise ValueError(f"GPTConfig.gelu must be one of {sorted(GELU_APPROXIMATIONS)}, got {self.gelu!r}")
+        eps = self.layer_norm_eps
+        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0 < eps < 1:
+            raise ValueError(f"GPTConfig.layer_norm_eps must be a small number > 0 such as 1e-5, got {self.layer_norm_eps!r}")
+        if not isinstance(self.bias, bool):
+            raise TypeError(f"GPTConfig.bias must be True or False, got {self.bias!r}")
 
 
 class CausalSelfAttention(nn.Module):
@@ -93,6 +99,8 @@ class Block(nn.Module):
 class GPT(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
+        if not isinstance(cfg, GPTConfig):
+            raise TypeError(f"GPT takes a GPTConfig, got {type(cfg).__name__}")
         self.config = cfg
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(cfg.vocab_size, cfg.n_embd),  # token embeddings
@@ -127,8 +135,17 @@ class GPT(nn.Module):
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """idx: (B, T) token ids -> logits (B, T, vocab_size)."""
-        if idx.dim() != 2:
-            raise ValueError(f"idx must be (batch, time), got shape {tuple(idx.shape)}")
+        if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.dtype not in (torch.int64, torch.int32) or idx.numel() == 0:
+            got = type(idx).__name__
+            if isinstance(idx, torch.Tensor):
+                got = f"shape {tuple(idx.shape)} {str(idx.dtype).removeprefix('torch.')}"
+            raise ValueError(f"idx must be a (batch, time) int64 tensor of token ids, got {got}")
+        if idx.device != self.lm_head.weight.device:
+            raise ValueError(f"idx is on {idx.device} but the model on {self.lm_head.weight.device}: move one of them")
+        # token ids in range: checked on the CPU only (on a GPU, reading the answer back would stall every step)
+        vocab = self.config.vocab_size
+        if idx.device.type == "cpu" and not torch.compiler.is_compiling() and (idx.min() < 0 or idx.max() >= vocab):
+            raise ValueError(f"token ids must be in 0..{vocab - 1}, got {int(idx.min())}..{int(idx.max())}")
         B, T = idx.shape
         if T > self.config.block_size:
             raise ValueError(f"sequence of length {T} is longer than block_size {self.config.block_size}")
@@ -138,13 +155,15 @@ class GPT(nn.Module):
         return self.lm_head(self.transformer.ln_f(x))
 
     @classmethod
-    def from_hf(cls, hf_model) -> "GPT":
+    def from_hf(cls, hf_model) -> GPT:
         """Copy the weights of a ``transformers.GPT2LMHeadModel`` (random or pretrained).
 
         Refuses, with a ``ValueError`` naming the setting, a GPT-2 variant this class does not compute
         the same way (another activation, MLP width, attention scaling, untied head, cross-attention).
         """
-        c = hf_model.config
+        c = getattr(hf_model, "config", None)
+        if getattr(c, "model_type", None) != "gpt2" or not hasattr(hf_model, "state_dict"):
+            raise TypeError(f"GPT.from_hf copies a transformers GPT2LMHeadModel, got {type(hf_model).__name__}")
         gelu = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu": "exact"}.get(c.activation_function)
         unsupported = {
             "activation_function": gelu is None,

@@ -48,10 +48,14 @@ class LlamaConfig:
             raise ValueError(f"LlamaConfig.n_head ({self.n_head}) must be a multiple of n_kv_head ({self.n_kv_head})")
         if not self.rope_theta > 0 or not self.norm_eps > 0:
             raise ValueError(f"LlamaConfig.rope_theta and norm_eps must be > 0, got {self.rope_theta!r}, {self.norm_eps!r}")
+        if not isinstance(self.tie_embeddings, bool):
+            raise TypeError(f"LlamaConfig.tie_embeddings must be True or False, got {self.tie_embeddings!r}")
 
     @classmethod
-    def from_hf(cls, c) -> "LlamaConfig":
+    def from_hf(cls, c) -> LlamaConfig:
         """The same numbers as a ``transformers.LlamaConfig``, under nanoGPT-style names."""
+        if getattr(c, "model_type", None) != "llama":
+            raise TypeError(f"LlamaConfig.from_hf reads a transformers LlamaConfig, got {type(c).__name__}")
         head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
         if (head_dim * c.num_attention_heads != c.hidden_size or c.rope_parameters["rope_type"] != "default"
                 or c.attention_bias or c.mlp_bias or c.hidden_act != "silu"):
@@ -136,6 +140,8 @@ class Block(nn.Module):
 class Llama(nn.Module):
     def __init__(self, cfg: LlamaConfig):
         super().__init__()
+        if not isinstance(cfg, LlamaConfig):
+            raise TypeError(f"Llama takes a LlamaConfig, got {type(cfg).__name__}")
         self.config = cfg
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.n_embd)  # no position embedding table
         self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
@@ -159,8 +165,17 @@ class Llama(nn.Module):
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """idx: (B, T) token ids -> logits (B, T, vocab_size)."""
-        if idx.dim() != 2:
-            raise ValueError(f"idx must be (batch, time), got shape {tuple(idx.shape)}")
+        if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.dtype not in (torch.int64, torch.int32) or idx.numel() == 0:
+            got = type(idx).__name__
+            if isinstance(idx, torch.Tensor):
+                got = f"shape {tuple(idx.shape)} {str(idx.dtype).removeprefix('torch.')}"
+            raise ValueError(f"idx must be a (batch, time) int64 tensor of token ids, got {got}")
+        if idx.device != self.lm_head.weight.device:
+            raise ValueError(f"idx is on {idx.device} but the model on {self.lm_head.weight.device}: move one of them")
+        # token ids in range: checked on the CPU only (on a GPU, reading the answer back would stall every step)
+        vocab = self.config.vocab_size
+        if idx.device.type == "cpu" and not torch.compiler.is_compiling() and (idx.min() < 0 or idx.max() >= vocab):
+            raise ValueError(f"token ids must be in 0..{vocab - 1}, got {int(idx.min())}..{int(idx.max())}")
         T = idx.shape[1]
         if T > self.config.block_size:
             raise ValueError(f"sequence of length {T} is longer than block_size {self.config.block_size}")
@@ -171,8 +186,10 @@ class Llama(nn.Module):
         return self.lm_head(self.norm(x))
 
     @classmethod
-    def from_hf(cls, hf_model) -> "Llama":
+    def from_hf(cls, hf_model) -> Llama:
         """Copy the weights of a ``transformers.LlamaForCausalLM`` (random, pretrained or from GGUF)."""
+        if not hasattr(hf_model, "config") or not hasattr(hf_model, "state_dict"):
+            raise TypeError(f"Llama.from_hf copies a transformers LlamaForCausalLM, got {type(hf_model).__name__}")
         model = cls(LlamaConfig.from_hf(hf_model.config))
         # same names but the "model." prefix; strict: every tensor must find its place
         sd = {k.removeprefix("model."): v for k, v in hf_model.state_dict().items()}

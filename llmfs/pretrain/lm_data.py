@@ -14,11 +14,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
+
+from llmfs.config import check_device
 
 NAMED = ("kjv-char", "kjv-gpt2")  # data sets the course prepares on request (``prepare_kjv``)
 SPLITS = ("train", "val")
@@ -130,6 +132,9 @@ def get_batch(data: np.ndarray, batch_size: int, block_size: int, generator: tor
                          f"of shape {getattr(data, 'shape', None)}")
     if len(data) <= block_size:
         raise ValueError(f"data holds {len(data)} tokens: too few for windows of block_size + 1 = {block_size + 1}")
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator (torch.Generator().manual_seed(0)), got {type(generator).__name__}")
+    device = check_device(device)
     ix = torch.randint(len(data) - block_size, (batch_size,), generator=generator).tolist()
     x = torch.from_numpy(np.stack([data[i:i + block_size] for i in ix]).astype(np.int64))
     y = torch.from_numpy(np.stack([data[i + 1:i + 1 + block_size] for i in ix]).astype(np.int64))

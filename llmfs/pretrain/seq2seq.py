@@ -12,6 +12,7 @@ Token id ``pad_id`` (0 by default) is padding in both languages. Layers name the
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 import torch.nn as nn
@@ -60,6 +61,10 @@ class DecoderLayer(nn.Module):
 @torch.no_grad()
 def load_torch_layer(ours: nn.Module, theirs: nn.Module) -> nn.Module:
     """Copy a ``torch.nn.TransformerEncoderLayer`` / ``DecoderLayer`` (post-norm, ReLU) into ours."""
+    if (not isinstance(theirs, (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)) or not hasattr(ours, "self_attn")
+            or hasattr(ours, "cross_attn") != hasattr(theirs, "multihead_attn")):
+        raise TypeError(f"load_torch_layer copies an nn.TransformerEncoderLayer into an EncoderLayer, or a "
+                        f"DecoderLayer's; got {type(theirs).__name__} into {type(ours).__name__}")
     ours.self_attn.load_torch(theirs.self_attn)
     if hasattr(theirs, "multihead_attn"):
         ours.cross_attn.load_torch(theirs.multihead_attn)
@@ -74,6 +79,13 @@ class Transformer(nn.Module):
                  n_layers: int = 3, d_ff: int = 512, dropout: float = 0.1, max_len: int = 256,
                  pad_id: int = 0):
         super().__init__()
+        sizes = dict(src_vocab=src_vocab, tgt_vocab=tgt_vocab, d_model=d_model, n_heads=n_heads, n_layers=n_layers,
+                     d_ff=d_ff, max_len=max_len)
+        for name, value in sizes.items():
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if isinstance(pad_id, bool) or not isinstance(pad_id, numbers.Integral) or not 0 <= pad_id < min(src_vocab, tgt_vocab):
+            raise ValueError(f"pad_id must be a token id in 0..{min(src_vocab, tgt_vocab) - 1}, got {pad_id!r}")
         self.d_model, self.pad_id = d_model, pad_id
         self.src_emb, self.tgt_emb = nn.Embedding(src_vocab, d_model), nn.Embedding(tgt_vocab, d_model)
         self.register_buffer("pe", sinusoidal_positions(max_len, d_model), persistent=False)
@@ -87,6 +99,12 @@ class Transformer(nn.Module):
 
     def embed(self, emb: nn.Embedding, tokens: torch.Tensor) -> torch.Tensor:
         """(B, T) ids -> (B, T, d_model): embedding * sqrt(d_model) + position (section 3.4 of the paper)."""
+        if (not isinstance(tokens, torch.Tensor) or tokens.dim() != 2 or tokens.dtype != torch.long
+                or not 1 <= tokens.size(1) <= len(self.pe)):
+            got = f"shape {tuple(tokens.shape)} {tokens.dtype}" if isinstance(tokens, torch.Tensor) else type(tokens).__name__
+            raise ValueError(f"tokens must be a (batch, time) int64 tensor with 1 <= time <= max_len = {len(self.pe)}, got {got}")
+        if tokens.device.type == "cpu" and (tokens.min() < 0 or tokens.max() >= emb.num_embeddings):
+            raise ValueError(f"token ids must be in 0..{emb.num_embeddings - 1}, got {int(tokens.min())}..{int(tokens.max())}")
         return self.dropout(emb(tokens) * math.sqrt(self.d_model) + self.pe[: tokens.size(1)])
 
     def encode(self, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,8 +135,10 @@ def _strip(seq: list[int], eos_token_id: int) -> list[int]:
     return seq[: seq.index(eos_token_id)] if eos_token_id in seq else seq
 
 
-def _check_decode_args(src: torch.Tensor, bos_token_id: int, eos_token_id: int, max_new_tokens: int,
-                       num_beams: int = 1) -> None:
+def _check_decode_args(model: Transformer, src: torch.Tensor, bos_token_id: int, eos_token_id: int,
+                       max_new_tokens: int, num_beams: int = 1) -> None:
+    if not (callable(getattr(model, "encode", None)) and callable(getattr(model, "decode", None))):
+        raise TypeError(f"model must be a seq2seq.Transformer (with encode and decode), got {type(model).__name__}")
     if not isinstance(src, torch.Tensor) or src.dim() != 2 or src.dtype != torch.long or src.size(0) < 1:
         raise ValueError(f"src must be a (batch, S) int64 tensor of token ids, got "
                          f"{tuple(src.shape) if isinstance(src, torch.Tensor) else type(src).__name__}"
@@ -135,7 +155,7 @@ def greedy_decode(model: Transformer, src: torch.Tensor, bos_token_id: int, eos_
     """The most likely next token, one step at a time, for a batch src (B, S). Returns B token lists
     (BOS and EOS removed). The loop is ``llmfs.pretrain.decoding.generate``'s, with the decoder
     (attending to this batch's encoded source) as the model; the argument names are ``generate``'s."""
-    _check_decode_args(src, bos_token_id, eos_token_id, max_new_tokens)
+    _check_decode_args(model, src, bos_token_id, eos_token_id, max_new_tokens)
     memory, src_mask = model.encode(src)
     start = torch.full((src.size(0), 1), bos_token_id, dtype=torch.long, device=src.device)
     ys = generate(lambda tgt: model.decode(tgt, memory, src_mask), start, max_new_tokens,
@@ -154,7 +174,9 @@ def beam_search(model: Transformer, src: torch.Tensor, bos_token_id: int, eos_to
     which stops once no prefix can beat the best finished sentence; ``llmfs.pretrain.decoding.beam_search``
     is the ``transformers``-exact one for decoder-only models, with the same argument names.
     """
-    _check_decode_args(src, bos_token_id, eos_token_id, max_new_tokens, num_beams)
+    _check_decode_args(model, src, bos_token_id, eos_token_id, max_new_tokens, num_beams)
+    if isinstance(length_penalty, bool) or not isinstance(length_penalty, numbers.Real) or not math.isfinite(length_penalty):
+        raise ValueError(f"length_penalty must be a finite number, got {length_penalty!r}")
     return [_beam_search_one(model, s[None], bos_token_id, eos_token_id, max_new_tokens, num_beams, length_penalty)
             for s in src]
 

@@ -21,12 +21,11 @@ import dataclasses
 import json
 import math
 import os
-import shutil
+import re
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -123,7 +122,7 @@ class TrainConfig:
             problems.append(f"gelu must be 'tanh' or 'exact', got {self.gelu!r}")
         if self.dtype not in ("float32", "bfloat16", "float16"):
             problems.append(f"dtype must be 'float32', 'bfloat16' or 'float16', got {self.dtype!r}")
-        if self.device.split(":")[0] not in ("auto", "cpu", "cuda", "mps"):
+        if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
             problems.append(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {self.device!r}")
         if self.n_embd % self.n_head:
             problems.append(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
@@ -151,6 +150,13 @@ def configure_optimizer(model: nn.Module, weight_decay: float, lr: float, betas:
                         device_type: str = "cpu") -> torch.optim.AdamW:
     """AdamW with two groups: matrices and embeddings (dim >= 2) are decayed; biases and LayerNorm gains
     are not (shrinking them toward 0 has no regularising meaning). Fused kernel on CUDA."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not (isinstance(betas, (tuple, list)) and len(betas) == 2
+            and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas)):
+        raise ValueError(f"betas must be two numbers in [0, 1) such as (0.9, 0.99), got {betas!r}")
+    if not (isinstance(weight_decay, (int, float)) and 0 <= weight_decay < math.inf):
+        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
     params = [p for p in model.parameters() if p.requires_grad]  # parameters() lists tied weights once
     groups = [
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
@@ -166,11 +172,23 @@ def get_lr(it: int, cfg: TrainConfig, progress: float | None = None) -> float:
     ``progress`` in [0, 1] is how far the decay has gone; by default counted in steps as nanoGPT does.
     A time-budgeted run passes elapsed / time_budget instead.
     """
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
     return cosine_lr(it, cfg.max_iters, cfg.lr, cfg.min_lr, cfg.warmup_iters, progress)
 
 
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean next-token cross-entropy. logits (B, T, V), targets (B, T) -> scalar (in float32)."""
+    if not (isinstance(logits, torch.Tensor) and isinstance(targets, torch.Tensor) and logits.dim() == 3
+            and logits.is_floating_point() and targets.dtype == torch.long and targets.shape == logits.shape[:2]
+            and logits.device == targets.device):
+        got = ", ".join(f"{n} {tuple(t.shape)} {t.dtype}" if isinstance(t, torch.Tensor) else f"{n} {type(t).__name__}"
+                        for n, t in (("logits", logits), ("targets", targets)))
+        raise ValueError(f"need float logits (B, T, V) and int64 targets (B, T) on one device, got {got}")
+    if targets.device.type == "cpu" and ((targets >= logits.size(-1)) | (targets < 0) & (targets != -100)).any():
+        # (checked on the CPU only: on a GPU, reading the answer back would stall it at every step)
+        raise ValueError(f"targets must be token ids in 0..{logits.size(-1) - 1} (or -100: ignored), "
+                         f"got {int(targets.min())}..{int(targets.max())}")
     return F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.view(-1))
 
 
@@ -179,6 +197,10 @@ def estimate_loss(model: nn.Module, data: np.ndarray, batch_size: int, block_siz
                   device: str = "cpu", autocast=None, seed: int = 1234) -> float:
     """Mean loss over ``iters`` random batches. A generator of its own, seeded the same at every call,
     picks the batches: every evaluation sees the same text, and training's random stream is untouched."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
+        raise ValueError(f"iters must be an integer >= 1, got {iters!r}")
     was_training = model.training
     model.eval()
     g = torch.Generator().manual_seed(seed)
@@ -193,6 +215,10 @@ def estimate_loss(model: nn.Module, data: np.ndarray, batch_size: int, block_siz
 
 def autocast_context(device_type: str, dtype: str):
     """Mixed precision: matmuls in bf16/fp16 where it is safe, float32 elsewhere; a no-op for float32."""
+    if dtype not in ("float32", "bfloat16", "float16"):
+        raise ValueError(f"dtype must be 'float32', 'bfloat16' or 'float16', got {dtype!r}")
+    if device_type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device_type must be 'cpu', 'cuda' or 'mps', got {device_type!r}")
     if dtype == "float32":
         return nullcontext()
     return torch.autocast(device_type=device_type, dtype={"bfloat16": torch.bfloat16, "float16": torch.float16}[dtype])
@@ -219,6 +245,10 @@ def _distributed(cfg: TrainConfig) -> tuple[int, int, str]:
 
 def train(cfg: TrainConfig, model: nn.Module | None = None, quiet: bool = False) -> TrainResult:
     """Train ``model`` (default: a GPT sized by ``cfg``) on ``cfg.data_dir``; see the module docstring."""
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
+    if model is not None and not isinstance(model, nn.Module):
+        raise TypeError(f"model must be None (a GPT sized by cfg) or a torch.nn.Module, got {type(model).__name__}")
     rank, world, device = _distributed(cfg)
     ddp, master = world > 1, rank == 0
     device_type = device.split(":")[0]

@@ -1,0 +1,50 @@
+"""`make full`'s bookkeeping: headline lines collected, the README table replaced in place, failures shown."""
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tools import full
+
+
+def _nb(*sources: str):
+    return nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+
+
+def test_headlines_are_read_from_the_printed_outputs():
+    nb = _nb("x")
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout",
+                                                  text="step 1\nheadline: test accuracy = 98.12%\nheadline: time = 41 s\n")]
+    assert full.headlines(nb) == [("test accuracy", "98.12%"), ("time", "41 s")]
+
+
+def test_the_readme_table_is_replaced_between_its_markers(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# Series\n\nintro\n")
+    ok = full.Result(Path("01_a.ipynb"), 65.0, headlines=[("accuracy", "0.98")])
+    slow = full.Result(Path("02_b.ipynb"), full.FULL_BUDGET_S + 1.0)
+    broken = full.Result(Path("03_c.ipynb"), 3.0, error="AssertionError: too low")
+    full.write_readme(readme, [ok, slow, broken])
+    first = readme.read_text()
+    assert first.startswith("# Series\n\nintro\n") and first.count(full.START) == 1
+    assert "| 01_a.ipynb | 1.1 min | ok | accuracy = 0.98 |" in first
+    assert "| 02_b.ipynb |" in first and "over budget" in first and "FAILED: AssertionError: too low" in first
+    full.write_readme(readme, [ok])  # a second run replaces the table, never appends another
+    second = readme.read_text()
+    assert second.count(full.START) == 1 and "02_b.ipynb" not in second
+
+
+@pytest.mark.integration
+def test_a_notebook_runs_in_full_mode_and_a_failing_one_is_reported(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMFS_FAST", "1")  # the tool must run FULL mode whatever the caller's environment
+    good = tmp_path / "01_good.ipynb"
+    nbformat.write(_nb("import os\nimport llmfs\nllmfs.headline('fast', os.environ.get('LLMFS_FAST', 'unset'))"), good)
+    bad = tmp_path / "02_bad.ipynb"
+    nbformat.write(_nb("assert 1 == 2, 'wrong on purpose'"), bad)
+    r = full.run(good)
+    assert r.status == "ok" and r.headlines == [("fast", "unset")]
+    r = full.run(bad)
+    assert r.status == "FAILED" and "wrong on purpose" in r.error
+    import os
+    assert os.environ["LLMFS_FAST"] == "1"  # restored

@@ -1,0 +1,148 @@
+"""`make full`: run every notebook in FULL mode, with the machine's default threads, and record each one's
+wall time and headline numbers in its series README.
+
+    python -m tools.full                                   # every series
+    python -m tools.full 02PT-pretraining                  # one series
+    python -m tools.full 01CB-basics/03_mlp_numpy_mnist.ipynb --no-readme   # one notebook, print only
+
+A notebook states its headline results with ``llmfs.headline(name, value)``, which prints
+``headline: <name> = <value>``; this tool collects those lines from the executed outputs. Executed
+notebooks are never written back into the repository (it keeps them stripped). Each notebook must pass
+(its asserts hold) within ``FULL_BUDGET_S`` on 2 cores; a failure or an overrun is reported and makes
+the exit status non-zero, and the README table says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SERIES = ["01CB-basics", "02PT-pretraining", "03FT-finetuning", "04RAG", "05Agent", "06Inference"]
+FULL_BUDGET_S = 900  # 15 minutes per notebook on 2 CPU cores
+HEADLINE_RE = re.compile(r"^headline: (.+?) = (.+)$", re.M)
+START, END = "<!-- full:start -->", "<!-- full:end -->"
+
+
+@dataclass
+class Result:
+    path: Path
+    seconds: float
+    error: str = ""  # the first line of the failing cell's error; '' when every cell passed
+    headlines: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        if self.error:
+            return "FAILED"
+        return "over budget" if self.seconds > FULL_BUDGET_S else "ok"
+
+
+def headlines(nb) -> list[tuple[str, str]]:
+    """Every ``headline: name = value`` line printed by the executed notebook, in order."""
+    found = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream":
+                found += [(m.group(1).strip(), m.group(2).strip()) for m in HEADLINE_RE.finditer(out.get("text", ""))]
+    return found
+
+
+def run(nb_path: Path, timeout: int = FULL_BUDGET_S * 2) -> Result:
+    """Execute one notebook in FULL mode in a fresh kernel (cwd = its folder); never raises on a failing cell."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError
+
+    nb = nbformat.read(nb_path, as_version=4)
+    env_fast = os.environ.pop("LLMFS_FAST", None)  # FULL mode; the kernel inherits this environment
+    threads = {k: os.environ.pop(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ}
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(nb_path.parent)}})
+    start, error = time.perf_counter(), ""
+    try:
+        client.execute()
+    except (CellExecutionError, CellTimeoutError) as exc:
+        error = (str(exc).strip().splitlines() or ["error"])[-1][:200]
+    finally:
+        if env_fast is not None:
+            os.environ["LLMFS_FAST"] = env_fast
+        os.environ.update(threads)
+    return Result(nb_path, time.perf_counter() - start, error, headlines(nb))
+
+
+def machine() -> str:
+    """One line about where the numbers come from: CPU model, cores, and a GPU if torch sees one."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = ""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            gpu = f", GPU {torch.cuda.get_device_name(0)}"
+    except ImportError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores{gpu}, Python {platform.python_version()}"
+
+
+def table(results: list[Result]) -> str:
+    """The README's FULL-mode table (markdown)."""
+    lines = [f"FULL mode, default threads, recorded {date.today().isoformat()} by `make full` on: {machine()}.", "",
+             "| notebook | wall time | status | headline numbers |", "|---|---|---|---|"]
+    for r in results:
+        numbers = "; ".join(f"{k} = {v}" for k, v in r.headlines) or "-"
+        status = r.status if not r.error else f"FAILED: {r.error}"
+        lines.append(f"| {r.path.name} | {r.seconds / 60:.1f} min | {status} | {numbers} |")
+    return "\n".join(lines)
+
+
+def write_readme(readme: Path, results: list[Result]) -> None:
+    """Replace the table between the FULL markers of ``readme`` (appended under a heading if absent)."""
+    text = readme.read_text(encoding="utf-8") if readme.is_file() else ""
+    block = f"{START}\n{table(results)}\n{END}"
+    if START in text and END in text:
+        text = text[:text.index(START)] + block + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip() + "\n\n## FULL mode: times and headline numbers\n\n" + block + "\n"
+    readme.write_text(text, encoding="utf-8")
+
+
+def notebooks(paths: list[Path]) -> list[Path]:
+    return [q for p in paths for q in (sorted(p.glob("[0-9][0-9]_*.ipynb")) if p.is_dir() else [p])]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.full", description=__doc__.split("\n")[0])
+    parser.add_argument("paths", nargs="*", type=Path, help="series folders or notebooks (default: every series)")
+    parser.add_argument("--no-readme", action="store_true", help="print the results, do not touch the READMEs")
+    args = parser.parse_args(argv)
+    paths = notebooks(args.paths or [ROOT / s for s in SERIES])
+    by_series: dict[Path, list[Result]] = {}
+    for nb in paths:
+        print(f"full: {nb} ...", flush=True)
+        r = run(nb)
+        print(f"full: {nb.name}: {r.seconds:.0f} s {r.status} {r.error} {r.headlines}", flush=True)
+        by_series.setdefault(nb.parent, []).append(r)
+    if not args.no_readme:
+        for folder, results in by_series.items():
+            if len(results) == len(notebooks([folder])):  # a partial run would hide the other rows
+                write_readme(folder / "README.md", results)
+    bad = [r for rs in by_series.values() for r in rs if r.status != "ok"]
+    for r in bad:
+        print(f"full: {r.path}: {r.status} {r.error}", file=sys.stderr)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
