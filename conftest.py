@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 
 # Each notebook's budget on 2 CPU cores: FAST mode (``make test``) 3 minutes, FULL mode (``make full``) 15.
@@ -48,6 +49,7 @@ def pytest_terminal_summary(terminalreporter):
     if not _times:
         return
     mode = run_mode()
-    terminalreporter.section(f"notebook times ({mode} mode)")
+    threads = os.environ.get("OMP_NUM_THREADS", "default")
+    terminalreporter.section(f"notebook times ({mode} mode, OMP_NUM_THREADS={threads})")
     for line in timing_table(_times, _failed, mode):
         terminalreporter.write_line(line)

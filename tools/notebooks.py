@@ -32,11 +32,13 @@ NAME_RE = re.compile(r"^\d\d_[a-z0-9_]+\.ipynb$")
 BADGE_IMG = "https://colab.research.google.com/assets/colab-badge.svg"
 SETUP_MARK = "cfg = llmfs.setup("
 SETUP_CELL = f"""\
-# Setup: on Colab, install the course package (and its C++ module) and fetch the data;
-# everywhere: seed every generator, pick the device, read FAST mode (set by `make test`).
+# Setup: on Colab, clone the course, install it with its tested versions (Colab's torch stays) and
+# fetch the data; everywhere: seed every generator, pick the device, read FAST mode (`make test` sets it).
 import sys
 if "google.colab" in sys.modules:
-    !pip install -q "llmfs @ git+{REPO_URL}" && python -m llmfs.assets fetch --all
+    !test -d /content/llmfs || git clone -q --depth 1 {REPO_URL} /content/llmfs
+    !bash /content/llmfs/tools/colab_setup.sh {{sys.executable}}
+    %cd /content/llmfs
 import llmfs
 cfg = llmfs.setup(seed=0)"""
 # What a notebook may import from the package: the core, the series subpackages and llmfs's own names.
