@@ -43,10 +43,11 @@ def colab(tmp_path_factory):
     run([sys.executable, "-m", "venv", str(venv)])
     python = venv / "bin" / "python"
     run([str(python), "-m", "pip", "install", "-q", *COLAB_PREINSTALLED], timeout=900)
-    fake = tmp / "fake_colab" / "google" / "colab"  # `import google.colab` succeeds, as on Colab
+    fake = tmp / "fake_colab" / "google" / "colab"  # `google.colab` is imported at start-up, as on Colab
     fake.mkdir(parents=True)
     (fake.parent / "__init__.py").write_text("")
     (fake / "__init__.py").write_text("")
+    (fake.parent.parent / "sitecustomize.py").write_text("import google.colab  # noqa: F401\n")
     return python, origin, tmp / "content" / "llmfs", fake.parent.parent
 
 
