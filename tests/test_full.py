@@ -33,6 +33,11 @@ def test_the_readme_table_is_replaced_between_its_markers(tmp_path):
     full.write_readme(readme, [ok])  # a second run replaces the table, never appends another
     second = readme.read_text()
     assert second.count(full.START) == 1 and "02_b.ipynb" not in second
+    again = full.Result(Path("03_c.ipynb"), 120.0, headlines=[("loss", "1.5")])
+    full.write_readme(readme, [again], keep={"01_a.ipynb"})  # a run of one notebook keeps the others' rows
+    third = readme.read_text()
+    assert "| 01_a.ipynb | 1.1 min | ok | accuracy = 0.98 |" in third and "| 03_c.ipynb | 2.0 min | ok | loss = 1.5 |" in third
+    assert third.index("01_a.ipynb") < third.index("03_c.ipynb") and third.count(full.START) == 1
 
 
 @pytest.mark.integration

@@ -96,22 +96,28 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores{gpu}, Python {platform.python_version()}"
 
 
-def table(results: list[Result]) -> str:
-    """The README's FULL-mode table (markdown)."""
-    lines = [f"FULL mode, default threads, recorded {date.today().isoformat()} by `make full` on: {machine()}.", "",
-             "| notebook | wall time | status | headline numbers |", "|---|---|---|---|"]
-    for r in results:
-        numbers = "; ".join(f"{k} = {v}" for k, v in r.headlines) or "-"
-        status = r.status if not r.error else f"FAILED: {r.error}"
-        lines.append(f"| {r.path.name} | {r.seconds / 60:.1f} min | {status} | {numbers} |")
-    return "\n".join(lines)
+def row(r: Result) -> str:
+    """One notebook's line of the README table."""
+    numbers = "; ".join(f"{k} = {v}" for k, v in r.headlines) or "-"
+    status = r.status if not r.error else f"FAILED: {r.error}"
+    return f"| {r.path.name} | {r.seconds / 60:.1f} min | {status} | {numbers} |"
 
 
-def write_readme(readme: Path, results: list[Result]) -> None:
-    """Replace the table between the FULL markers of ``readme`` (appended under a heading if absent)."""
+def table(rows: list[str]) -> str:
+    """The README's FULL-mode table (markdown), one line per notebook, in the notebooks' order."""
+    return "\n".join([f"FULL mode, default threads, recorded {date.today().isoformat()} by `make full` on: {machine()}.",
+                      "", "| notebook | wall time | status | headline numbers |", "|---|---|---|---|",
+                      *sorted(rows)])
+
+
+def write_readme(readme: Path, results: list[Result], keep: set[str] = frozenset()) -> None:
+    """Replace the table between the FULL markers of ``readme`` (appended under a heading if absent).
+    The rows of the notebooks named in ``keep`` stay as they were (a run of some of a series' notebooks)."""
     text = readme.read_text(encoding="utf-8") if readme.is_file() else ""
-    block = f"{START}\n{table(results)}\n{END}"
-    if START in text and END in text:
+    old = text[text.index(START):text.index(END)] if START in text and END in text else ""
+    kept = [line for line in old.splitlines() if line.startswith("| ") and line.split(" | ")[0][2:] in keep]
+    block = f"{START}\n{table(kept + [row(r) for r in results])}\n{END}"
+    if old:
         text = text[:text.index(START)] + block + text[text.index(END) + len(END):]
     else:
         text = text.rstrip() + "\n\n## FULL mode: times and headline numbers\n\n" + block + "\n"
@@ -136,8 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         by_series.setdefault(nb.parent, []).append(r)
     if not args.no_readme:
         for folder, results in by_series.items():
-            if len(results) == len(notebooks([folder])):  # a partial run would hide the other rows
-                write_readme(folder / "README.md", results)
+            others = {nb.name for nb in notebooks([folder])} - {r.path.name for r in results}
+            write_readme(folder / "README.md", results, keep=others)  # the other notebooks' rows stay
     bad = [r for rs in by_series.values() for r in rs if r.status != "ok"]
     for r in bad:
         print(f"full: {r.path}: {r.status} {r.error}", file=sys.stderr)

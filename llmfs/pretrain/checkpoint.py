@@ -6,7 +6,10 @@
 
 What goes in (tensors under a prefix, everything else as JSON in the file's text metadata):
 - ``model/<name>``    every parameter and buffer; a tensor shared by two names (tied weights) is stored
-                      once and the other name recorded as an alias;
+                      once and the other name recorded as an alias. With ``trainable_only=True`` only
+                      the parameters that require grad (a fine-tuning run's adapters: megabytes, not
+                      the frozen model's hundreds), which ``load_checkpoint`` loads into a model that has
+                      the rest already;
 - ``optim/<i>/<key>`` AdamW's moments ``exp_avg``, ``exp_avg_sq`` and ``step`` of parameter ``i``;
                       the param groups (lr, betas, weight decay...) go in the metadata;
 - ``rng/...``         the random states of torch (CPU and CUDA), NumPy, Python, and of any named
@@ -53,8 +56,12 @@ def _check(path, model, optimizer, generators) -> Path:
     return Path(path)
 
 
-def _model_tensors(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """State dict with every shared tensor kept once: (tensors, {alias: name it shares storage with})."""
+def _model_tensors(model: torch.nn.Module, trainable_only: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """State dict with every shared tensor kept once: (tensors, {alias: name it shares storage with}).
+    ``trainable_only``: the parameters that require grad, each once (``named_parameters`` skips aliases)."""
+    if trainable_only:
+        return {f"model/{name}": p.detach().contiguous().cpu()
+                for name, p in unwrap(model).named_parameters() if p.requires_grad}, {}
     tensors, aliases, seen = {}, {}, {}
     for name, t in unwrap(model).state_dict().items():
         key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.dtype)
@@ -97,14 +104,20 @@ def save_checkpoint(
     step: int = 0,
     generators: dict[str, torch.Generator] | None = None,
     extra: dict | None = None,
+    trainable_only: bool = False,
 ) -> Path:
-    """Write model, optimizer, ``step``, every RNG state and ``extra`` (JSON-able) to ``path``, atomically."""
+    """Write model, optimizer, ``step``, every RNG state and ``extra`` (JSON-able) to ``path``, atomically.
+    ``trainable_only``: of the model, only the parameters that require grad."""
     path = _check(path, model, optimizer, generators)
+    if not isinstance(trainable_only, bool):
+        raise TypeError(f"trainable_only must be True or False, got {trainable_only!r}")
     if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
         raise ValueError(f"step must be an integer >= 0, got {step!r}")
     if extra is not None and not isinstance(extra, dict):
         raise TypeError(f"extra must be None or a dict (saved as JSON), got {type(extra).__name__}")
-    tensors, aliases = _model_tensors(model)
+    tensors, aliases = _model_tensors(model, trainable_only)
+    if trainable_only and not tensors:
+        raise ValueError("trainable_only=True, but no parameter of the model requires grad: nothing to save")
     optim_meta = None
     if optimizer is not None:
         t, optim_meta = _optimizer_tensors(optimizer)
@@ -118,8 +131,19 @@ def save_checkpoint(
         "optimizer": json.dumps(optim_meta),
         "rng": json.dumps(rng_meta),
         "extra": json.dumps(extra or {}),
+        "trainable_only": json.dumps(trainable_only),
     }
-    data = safetensors_bytes(tensors, metadata=metadata)
+    return write_atomic(path, safetensors_bytes(tensors, metadata=metadata))
+
+
+def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` so that no reader ever sees half a file: a temporary file in the same
+    folder, flushed to disk, then ``os.replace`` (a rename is atomic). Creates the folder if needed."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or a Path, got {type(path).__name__}")
+    if not isinstance(data, (bytes, bytearray)):
+        raise TypeError(f"data must be bytes, got {type(data).__name__}")
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
@@ -131,6 +155,18 @@ def save_checkpoint(
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(every tensor, on the CPU; the text metadata) of a safetensors file. A file that is not one
+    (corrupt, cut short, another format) raises ValueError."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or a Path, got {type(path).__name__}")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, f.metadata() or {}
+    except SafetensorError as err:
+        raise ValueError(f"{path} is not a readable safetensors file (corrupt or cut short?): {err}") from None
 
 
 def _as_tuples(group: dict) -> dict:
@@ -146,19 +182,15 @@ def load_checkpoint(
     restore_rng: bool = True,
 ) -> dict:
     """Load what ``save_checkpoint`` wrote into ``model`` (and ``optimizer``, ``generators``, the global
-    RNGs). Returns ``{"step": int, "extra": dict}``.
+    RNGs). Returns ``{"step": int, "extra": dict}``. A ``trainable_only`` checkpoint fills only the
+    tensors it holds, each of which must exist in ``model`` with its shape.
 
     A missing file raises ``FileNotFoundError``; a file that is not an llmfs checkpoint (corrupt,
     truncated, another format) or whose tensors do not fit ``model`` raises ``ValueError``."""
     path = _check(path, model, optimizer, generators)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint file at {path}")
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except SafetensorError as err:
-        raise ValueError(f"{path} is not a readable safetensors file (corrupt or cut short?): {err}") from None
+    tensors, meta = read_safetensors(path)
     if meta.get("format") != "llmfs-checkpoint-1":
         raise ValueError(f"{path} is not an llmfs checkpoint")
     missing = [f"rng/gen/{name}" for name in generators or {} if f"rng/gen/{name}" not in tensors]
@@ -168,10 +200,13 @@ def load_checkpoint(
     state = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
     for alias, name in json.loads(meta["aliases"]).items():
         state[alias] = state[name]
+    partial = json.loads(meta.get("trainable_only", "false"))
     try:
-        unwrap(model).load_state_dict(state, strict=True)
+        result = unwrap(model).load_state_dict(state, strict=not partial)
     except RuntimeError as err:  # missing, unexpected or differently shaped tensors
         raise ValueError(f"{path} does not fit this model: {err}") from None
+    if partial and result.unexpected_keys:
+        raise ValueError(f"{path} does not fit this model: it has no tensors named {result.unexpected_keys[:5]}")
 
     if optimizer is not None:
         optim_meta = json.loads(meta["optimizer"])

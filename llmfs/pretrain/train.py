@@ -227,14 +227,19 @@ def autocast_context(device_type: str, dtype: str):
 # ------------------------------------------------------------------------------------------------ the loop
 
 
-def _distributed(cfg: TrainConfig) -> tuple[int, int, str]:
-    """(rank, world_size, device). Under torchrun (RANK set) joins the process group: NCCL on GPUs,
-    gloo on CPUs."""
+def setup_distributed(device: str = "auto") -> tuple[int, int, str]:
+    """(rank, world_size, device) of this process; ``device`` 'auto' is the best one here.
+
+    Under torchrun (RANK set) joins the process group, once: NCCL on GPUs (each process on the GPU
+    of its LOCAL_RANK), gloo on CPUs. Every trainer of the course starts with it (also
+    ``llmfs.finetune.trainer``)."""
     from llmfs.config import device as best_device
 
+    if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", device):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}")
     if "RANK" not in os.environ:
-        return 0, 1, best_device() if cfg.device == "auto" else cfg.device
-    use_cuda = torch.cuda.is_available() and cfg.device in ("auto", "cuda")
+        return 0, 1, best_device() if device == "auto" else device
+    use_cuda = torch.cuda.is_available() and device in ("auto", "cuda")
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     rank = dist.get_rank()
@@ -249,7 +254,7 @@ def train(cfg: TrainConfig, model: nn.Module | None = None, quiet: bool = False)
         raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
     if model is not None and not isinstance(model, nn.Module):
         raise TypeError(f"model must be None (a GPT sized by cfg) or a torch.nn.Module, got {type(model).__name__}")
-    rank, world, device = _distributed(cfg)
+    rank, world, device = setup_distributed(cfg.device)
     ddp, master = world > 1, rank == 0
     device_type = device.split(":")[0]
     torch.manual_seed(cfg.seed)  # the same initial weights on every process
