@@ -36,6 +36,8 @@ def test_the_readme_table_is_replaced_between_its_markers(tmp_path):
     again = full.Result(Path("03_c.ipynb"), 120.0, headlines=[("loss", "1.5")])
     full.write_readme(readme, [again], keep={"01_a.ipynb"})  # a run of one notebook keeps the others' rows
     third = readme.read_text()
+    piped = full.Result(Path("04_d.ipynb"), 6.0, headlines=[("max |a - b|", "1e-6")])
+    assert full.row(piped) == "| 04_d.ipynb | 0.1 min | ok | max \\|a - b\\| = 1e-6 |"  # escaped: one cell
     assert "| 01_a.ipynb | 1.1 min | ok | accuracy = 0.98 |" in third and "| 03_c.ipynb | 2.0 min | ok | loss = 1.5 |" in third
     assert third.index("01_a.ipynb") < third.index("03_c.ipynb") and third.count(full.START) == 1
 

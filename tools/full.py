@@ -100,7 +100,8 @@ def row(r: Result) -> str:
     """One notebook's line of the README table."""
     numbers = "; ".join(f"{k} = {v}" for k, v in r.headlines) or "-"
     status = r.status if not r.error else f"FAILED: {r.error}"
-    return f"| {r.path.name} | {r.seconds / 60:.1f} min | {status} | {numbers} |"
+    cells = [c.replace("|", "\\|") for c in (status, numbers)]  # a | inside a cell would end it
+    return f"| {r.path.name} | {r.seconds / 60:.1f} min | {cells[0]} | {cells[1]} |"
 
 
 def table(rows: list[str]) -> str:
