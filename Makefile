@@ -83,8 +83,9 @@ test: setup lint colab  ## set up, then run every test: unit, integration and ev
 
 # No assert may depend on the thread count: every notebook again, two threads per kernel (a learner's default
 # on a 2-core machine); the first pass used one. Floating-point sums split differently across threads.
+# One notebook at a time: two kernels of two threads each on two cores would slow both several times over.
 threads: install  ## every notebook again in FAST mode with 2 threads per kernel (part of `make test`), offline
-	@OMP_NUM_THREADS=2 LLMFS_FAST=1 sh tests/offline.sh $(PYTEST) -q $(XDIST) $(SERIES) assets/template.ipynb \
+	@OMP_NUM_THREADS=2 LLMFS_FAST=1 sh tests/offline.sh $(PYTEST) -q $(SERIES) assets/template.ipynb \
 	  $(NBVAL) $(PYTEST_ARGS); $(NO_TESTS_OK)
 
 colab: setup  ## the Colab path simulated: a fresh env outside the repo runs each series' first notebook's setup cell
