@@ -6,6 +6,7 @@ every notebook finishes in minutes on 2 CPU cores. FULL mode (the default) gives
 
 from __future__ import annotations
 
+import logging
 import numbers
 import os
 import random
@@ -122,6 +123,9 @@ class Setup:
 def setup(seed: int = 0, verbose: bool = True) -> Setup:
     """The one call of a notebook's setup cell: seed everything, pick a device, read FAST mode."""
     seed_everything(seed)
+    # bitsandbytes (imported by peft) warns on some CPUs that an optional kernel package is missing;
+    # results are the same without it, so the notice would only puzzle a learner
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     cfg = Setup(fast=is_fast(), device=device(), seed=seed)
     if verbose:
         mode = "FAST (small sizes, for tests)" if cfg.fast else "FULL"

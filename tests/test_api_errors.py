@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 from llmfs import assets, config, data, plots  # noqa: E402
 from llmfs.basics import autograd, conv, mlp_numpy, schedule, torch_loop  # noqa: E402
-from llmfs.finetune import dpo, lora, qlora  # noqa: E402
+from llmfs.finetune import classify, dpo, federated, lora, qlora, tasks  # noqa: E402
 from llmfs.pretrain import attention, bpe, checkpoint, decoding, gpt, llama, lm_data, moe, positions, seq2seq, train  # noqa: E402
 
 EXAMPLES_PER_FUNCTION = 8
@@ -126,6 +126,27 @@ NF4_W = floats(4, 8)
 NF4_Q = qlora.quantize_nf4(NF4_W, block_size=4, double_quant=True)
 NF4_LAYER = qlora.NF4Linear(nn.Linear(8, 4), block_size=4)
 LABELS = torch.tensor([[-100, 1, 2, 3], [-100, -100, 4, -100]])
+MASK = torch.tensor([[1, 1, 1, 0], [0, 1, 1, 1]])  # right- and left-padded rows
+BAD_MASKS = NOT_TENSORS + [MASK.float() * 0.5, MASK * 2, torch.zeros(2, 4, dtype=torch.long), MASK[0], MASK[None],
+                           MASK.to(META)]
+
+
+class TinyBody(nn.Module):
+    """A stand-in for a transformers base model: embeddings and config.hidden_size."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = SimpleNamespace(hidden_size=6)
+        self.embed = nn.Embedding(10, 6)
+
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, position_ids=None, **kwargs):
+        return SimpleNamespace(last_hidden_state=self.embed(input_ids) if inputs_embeds is None else inputs_embeds)
+
+
+CLASSIFIER = classify.SequenceClassifier(TinyBody(), n_classes=2)
+TASKS = tasks.make_tasks(24, "train", seed=0)
+STATES = [{"a": floats(2, 3), "b": floats(4)}, {"a": floats(2, 3), "b": floats(4)}]
+CLS_BATCH = {"input_ids": torch.tensor([[1, 2, 3, 0], [0, 4, 5, 6]]), "attention_mask": MASK, "labels": torch.tensor([0, 1])}
 
 
 def lora_on_copy(model, **kwargs):
@@ -1060,6 +1081,73 @@ CASES: dict[str, tuple] = {
         dict(x=floats(2, 8)),
         dict(x=NOT_TENSORS + [floats(2, 7), torch.zeros(2, 8, dtype=torch.long), floats(2, 8, device=META),
                               floats(2, 8).double(), torch.tensor(1.0)]),
+    ),
+    "classify.last_token_index": (
+        classify.last_token_index,
+        dict(attention_mask=MASK),
+        dict(attention_mask=BAD_MASKS),
+    ),
+    "classify.pool_last": (
+        classify.pool_last,
+        dict(hidden=floats(2, 4, 3), attention_mask=MASK),
+        dict(hidden=NOT_TENSORS + [floats(2, 4), floats(3, 4, 3), floats(2, 5, 3), torch.zeros(2, 4, 3, dtype=torch.long)],
+             attention_mask=BAD_MASKS),
+    ),
+    "classify.position_ids": (
+        classify.position_ids,
+        dict(attention_mask=MASK),
+        dict(attention_mask=BAD_MASKS),
+    ),
+    "classify.pad_batch": (
+        classify.pad_batch,
+        dict(sequences=[[1, 2], [3]], pad_id=0, side="left"),
+        dict(sequences=[None, [], [[]], [[1, -2]], [["a"]], "12", [[1.5]], 3], pad_id=BAD_INDEX, side=[None, "up", 1, "LEFT"]),
+    ),
+    "classify.SequenceClassifier": (
+        classify.SequenceClassifier,
+        dict(body=TinyBody(), n_classes=3),
+        dict(body=[None, "m", nn.Linear(2, 2), TinyBody], n_classes=NOT_INTS + NEGATIVE + [0, 1]),
+    ),
+    "SequenceClassifier.forward": (
+        CLASSIFIER,
+        dict(input_ids=CLS_BATCH["input_ids"], attention_mask=MASK),
+        dict(input_ids=NOT_TENSORS + [CLS_BATCH["input_ids"].float(), CLS_BATCH["input_ids"][0]],
+             attention_mask=BAD_MASKS + [MASK[:, :3]]),
+    ),
+    "classify.classification_loss": (
+        classify.classification_loss,
+        dict(model=CLASSIFIER, batch=CLS_BATCH),
+        dict(model=[None, "m", 3], batch=[None, {}, "b", CLS_BATCH | {"labels": torch.tensor([0.0, 1.0])},
+                                         CLS_BATCH | {"labels": torch.tensor([0, 1, 1])},
+                                         {k: v for k, v in CLS_BATCH.items() if k != "labels"}]),
+    ),
+    "classify.predict": (
+        classify.predict,
+        dict(model=CLASSIFIER, batches=[CLS_BATCH]),
+        dict(model=[None, "m"], batches=[None, 3, [], [None], ["b"], [{"input_ids": CLS_BATCH["input_ids"]}]]),
+    ),
+    "federated.split_iid": (
+        federated.split_iid,
+        dict(examples=TASKS, n_clients=3, seed=0),
+        dict(examples=[None, [], "abc", {"a": 1}, 3], n_clients=BAD_COUNT + [25, 10**6]),
+    ),
+    "federated.split_by_family": (
+        federated.split_by_family,
+        dict(examples=TASKS, n_clients=4, families_per_client=3, seed=0),
+        dict(examples=[None, [], "abc", [{"x": 1}] * 4, [1, 2, 3, 4]], n_clients=BAD_COUNT + [25],
+             families_per_client=BAD_COUNT + [13, 2]),
+    ),
+    "federated.fedavg": (
+        federated.fedavg,
+        dict(states=STATES, weights=[1, 3]),
+        dict(states=[None, [], STATES[0], [{}], [STATES[0], {"a": floats(2, 3)}], [STATES[0], {"a": floats(3), "b": floats(4)}],
+                     [{"a": torch.zeros(2, dtype=torch.long)}], ["s"]],
+             weights=[[1], [0, 0], [-1, 2], [float("nan"), 1], [float("inf"), 1], "ab", [True, 1], [None, 1], 3]),
+    ),
+    "federated.message_bytes": (
+        federated.message_bytes,
+        dict(state=STATES[0]),
+        dict(state=[None, [1, 2], "s", {"a": [1.0]}, 3]),
     ),
     "dpo.dpo_loss": (
         dpo.dpo_loss,

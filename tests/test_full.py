@@ -55,3 +55,19 @@ def test_a_notebook_runs_in_full_mode_and_a_failing_one_is_reported(tmp_path, mo
     assert r.status == "FAILED" and "wrong on purpose" in r.error
     import os
     assert os.environ["LLMFS_FAST"] == "1"  # restored
+
+
+def test_each_series_has_its_budget():
+    assert full.budget(Path("01CB-basics/03_mlp_numpy_mnist.ipynb")) == full.FULL_BUDGET_S == 900
+    assert full.budget(Path("03FT-finetuning/03_instruction_finetuning.ipynb")) == 1200  # the 20 minutes
+    slow = full.Result(Path("03FT-finetuning/03_x.ipynb"), 1000.0)
+    assert slow.status == "ok" and full.Result(Path("02PT-pretraining/03_x.ipynb"), 1000.0).status == "over budget"
+
+
+def test_a_failed_cell_is_reported_by_its_error_not_a_rule_of_dashes():
+    from nbclient.exceptions import CellExecutionError
+
+    text = "cell source\n-------------------\nAssertionError: too low\n-------------------"
+    exc = CellExecutionError(text, "AssertionError", "too low")
+    assert full._first_error_line(exc) == "AssertionError: too low"
+    assert full._first_error_line(TimeoutError("Cell timed out after 60 s\n------")) == "Cell timed out after 60 s"

@@ -35,6 +35,8 @@ def _check_mask(attention_mask) -> torch.Tensor:
             or attention_mask.is_complex() or attention_mask.numel() == 0:
         raise ValueError(f"attention_mask must be a (batch, time) integer or bool tensor of 0s and 1s, "
                          f"got {_describe(attention_mask)}")
+    if attention_mask.device.type == "meta":
+        raise ValueError("attention_mask is on the meta device: it has no values to read")
     mask = attention_mask.long()
     if ((mask != 0) & (mask != 1)).any():
         raise ValueError("attention_mask must hold only 0 (padding) and 1 (text)")

@@ -4,6 +4,7 @@
     model = apply_lora(model, r=8, alpha=16, target_modules=["q_proj", "v_proj"])   # wrap, freeze the rest
     count_parameters(model)           # (trainable, all): peft's get_nb_trainable_parameters()
     save_lora("adapter.safetensors", model); load_lora("adapter.safetensors", model)   # only A and B
+    load_lora_state_dict(model, lora_state_dict(other))   # the same, from memory (federated averaging)
     model = merge_lora(model)         # W + (alpha / r) * B @ A folded back into plain nn.Linear layers
 
 The update of a (out, in) weight is ``scaling * B @ A`` with ``A`` (r, in) and ``B`` (out, r): r * (in + out)
@@ -229,16 +230,29 @@ def load_lora(path: str | os.PathLike, model: nn.Module) -> nn.Module:
         if (saved[name]["r"], saved[name]["alpha"]) != (layer.r, layer.alpha):
             raise ValueError(f"{name}: the file has r={saved[name]['r']}, alpha={saved[name]['alpha']:g}, "
                              f"the model r={layer.r}, alpha={layer.alpha:g}")
-    for name, layer in layers.items():  # check everything before changing anything
+    return load_lora_state_dict(model, tensors, source=str(path))
+
+
+def load_lora_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str = "state") -> nn.Module:
+    """Copy adapters ``{"<layer>.lora_A": (r, in), "<layer>.lora_B": (out, r)}`` (``lora_state_dict``'s form)
+    into the model's LoRA layers; every layer's A and B must be there with its shape. Checks everything
+    before changing anything: a ValueError leaves the model as it was."""
+    layers = dict(_lora_layers(model))
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{source} must be a dict {{name: tensor}} made by lora_state_dict, got {type(state).__name__}")
+    expected = {f"{name}.{key}" if name else key for name in layers for key in ("lora_A", "lora_B")}
+    if extra := sorted(set(state) - expected):
+        raise ValueError(f"{source} does not fit this model: adapters for layers the model lacks {extra[:4]}")
+    for name, layer in layers.items():
         prefix = f"{name}." if name else ""
         for key in ("lora_A", "lora_B"):
-            value, param = tensors.get(prefix + key), getattr(layer, key)
-            if value is None or value.shape != param.shape:
-                got = "nothing" if value is None else f"shape {tuple(value.shape)}"
-                raise ValueError(f"{path} does not fit this model: {prefix}{key} is {tuple(param.shape)}, the file has {got}")
+            value, param = state.get(prefix + key), getattr(layer, key)
+            if value is None or value.shape != param.shape or not value.is_floating_point():
+                got = "nothing" if value is None else f"{value.dtype} {tuple(value.shape)}"
+                raise ValueError(f"{source} does not fit this model: {prefix}{key} is {tuple(param.shape)}, it has {got}")
     with torch.no_grad():
         for name, layer in layers.items():
             prefix = f"{name}." if name else ""
-            layer.lora_A.copy_(tensors[prefix + "lora_A"])
-            layer.lora_B.copy_(tensors[prefix + "lora_B"])
+            layer.lora_A.copy_(state[prefix + "lora_A"])
+            layer.lora_B.copy_(state[prefix + "lora_B"])
     return model
