@@ -76,3 +76,30 @@ def test_bad_arguments_have_clear_errors(tok, examples, kwargs, message):
     args = {"model": tiny_llama(), "tokenizer": tok, "examples": examples[:1], **kwargs}
     with pytest.raises((TypeError, ValueError), match=message):
         evaluate.exact_match(**args)
+
+
+def test_generate_ids_stop_at_eos_within_each_budget(tok, examples):
+    prompts = [sft.chat_prompt(sft.to_messages(e)[:-1], add_generation_prompt=True) for e in examples[:4]]
+    oracle = Oracle(tok, dict(zip(prompts, ["yes", "a much longer reply than the budget", None, "no"])))
+    ids = evaluate.generate_ids(oracle, tok, prompts, max_new=[6, 3, 5, 6], batch_size=3)
+    assert ids[0] == tok("yes", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    assert len(ids[1]) == 3 and tok.eos_token_id not in ids[1], "a reply is cut at its own budget"
+    assert len(ids[2]) == 5 and tok.eos_token_id not in ids[2]
+    assert ids[3][-1] == tok.eos_token_id and tok.pad_token_id not in ids[3][:-1], "nothing after <eos>"
+    model = tiny_llama().eval()
+    batched, alone = (evaluate.generate_ids(model, tok, prompts, 4, batch_size=b) for b in (4, 1))
+    assert batched == alone
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"prompts": "one prompt"}, "prompts must be"),
+    ({"prompts": [1, 2]}, "prompts must be"),
+    ({"max_new": 0}, "max_new must be"),
+    ({"max_new": [3, 3]}, "max_new must be"),
+    ({"max_new": 2.5}, "max_new must be"),
+    ({"batch_size": 0}, "batch_size must be"),
+])
+def test_generate_ids_bad_arguments(tok, kwargs, message):
+    args = {"model": tiny_llama(), "tokenizer": tok, "prompts": ["a"], "max_new": 3, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        evaluate.generate_ids(**args)
