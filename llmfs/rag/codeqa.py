@@ -15,9 +15,10 @@ Every file becomes chunks along its syntax tree (``chunk.python_chunks``: functi
 headers, module code; long ones cut into windows), named by their import path (``json.encoder.JSONEncoder
 .iterencode``: a file's module name follows its packages' ``__init__.py`` files up to the import root, and
 paths are relative to that root). A question is matched two ways, BM25 over the words of the code with
-identifiers split (``iterencode``, ``JSONEncoder`` -> ``json``, ``encoder``) and MiniLM vectors, and the two
-rankings are fused by reciprocal rank (``fuse``). Windows of one definition count once. The answer is the
-local LLM's, given the top definitions' first lines; the sources it was given follow it, with their lines.
+identifiers split (``JSONEncoder`` -> ``jsonencoder``, ``json``, ``encoder``), and MiniLM vectors of
+each definition's name and first lines; the two rankings are fused by reciprocal rank (``fuse``). Windows
+of one definition count once. The answer is the local LLM's, given the top definitions' first lines; the
+sources it was given follow it, with their lines.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ from llmfs.rag.bm25 import BM25
 from llmfs.rag.chunk import Chunk, python_chunks
 
 EXCLUDE = ("test", "tests", "idle_test", "site-packages", "__pycache__")  # folder names skipped: test suites, installs
+METHODS = ("hybrid", "bm25", "dense")
+EMBED_LINES = 5  # lines of each chunk that MiniLM embeds (see dense_text)
 RRF_K = 60  # reciprocal-rank fusion: 1 / (RRF_K + rank); 60 as in Cormack et al. 2009
 SYSTEM = ("You answer questions about Python source code. Use only the code given. Answer in two or three "
           "sentences and name the function that does it.")
@@ -104,6 +107,19 @@ def python_files(paths: Sequence[str | os.PathLike], exclude: Sequence[str] = EX
     return files
 
 
+def lexical_text(c: Chunk) -> str:
+    """What BM25 indexes: the path, the qualified name three times (the name says most: a field weight, as
+    in BM25F), and the code with its comments and docstrings."""
+    return f"{c.path} {c.symbol} {c.symbol} {c.symbol} {c.text}"
+
+
+def dense_text(c: Chunk) -> str:
+    """What MiniLM embeds: the qualified name and the first ``EMBED_LINES`` lines (signature, docstring).
+    MiniLM was trained on sentences, not code: on the dev questions the head of a definition matched
+    better than its whole text (and is cheaper to embed)."""
+    return c.symbol + "\n" + "\n".join(c.text.splitlines()[:EMBED_LINES])
+
+
 def fuse(rankings: Sequence[np.ndarray], k: int = RRF_K) -> np.ndarray:
     """Reciprocal-rank fusion of full rankings (each: document ids, best first) -> a score per document."""
     scores = np.zeros(len(rankings[0]))
@@ -121,7 +137,7 @@ class CodeIndex:
             raise ValueError(f"need one vector per chunk, got {len(chunks)} chunks and vectors of shape "
                              f"{getattr(vectors, 'shape', None)}")
         self.chunks, self.vectors = chunks, np.ascontiguousarray(vectors, dtype=np.float32)
-        self.bm25 = BM25([code_tokens(f"{c.path} {c.symbol} {c.symbol} {c.text}") for c in chunks])
+        self.bm25 = BM25([code_tokens(lexical_text(c)) for c in chunks])
         self._embedder, self._llm = embedder, None
         self.skipped: list[str] = []  # files found under a folder that are not valid Python
 
@@ -162,7 +178,7 @@ class CodeIndex:
         if not chunks:
             raise ValueError(f"no Python code found under {[str(p) for p in paths]}")
         embedder = embedder or _minilm()
-        texts = [f"{c.symbol}\n{c.text}" for c in chunks]  # the name first: it survives the cut at 256 tokens
+        texts = [dense_text(c) for c in chunks]
         step = batch_size * 16
         starts = progress_bar(range(0, len(texts), step), desc=f"embedding {len(texts):,} chunks", disable=not progress)
         vectors = np.concatenate([embedder.encode(texts[i:i + step], batch_size) for i in starts])
@@ -170,16 +186,26 @@ class CodeIndex:
         index.skipped = skipped
         return index
 
-    def search(self, question: str, k: int = 5) -> list[Hit]:
+    def scores(self, question: str, method: str = "hybrid") -> np.ndarray:
+        """A score per chunk (n,), higher is better: "bm25", "dense" (cosine of MiniLM vectors) or "hybrid"
+        (the two rankings fused by reciprocal rank)."""
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        if method != "dense":
+            lexical = self.bm25.get_scores(code_tokens(question))
+        if method != "bm25":
+            dense = self.vectors @ self.embedder.encode([question])[0]  # (n, dim) @ (dim,)
+        if method == "hybrid":
+            return fuse([np.argsort(-lexical, kind="stable"), np.argsort(-dense, kind="stable")])
+        return lexical if method == "bm25" else dense
+
+    def search(self, question: str, k: int = 5, method: str = "hybrid") -> list[Hit]:
         """The ``k`` best definitions for ``question`` (fewer only if the codebase has fewer), best first."""
         if not isinstance(question, str) or not question.strip():
             raise ValueError(f"question must be a non-empty str, got {question!r:.80}")
         if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
             raise ValueError(f"k must be an integer >= 1, got {k!r}")
-        lexical = np.argsort(-self.bm25.get_scores(code_tokens(question)), kind="stable")
-        q = self.embedder.encode([question])[0]  # (dim,)
-        dense = np.argsort(-(self.vectors @ q), kind="stable")
-        scores = fuse([lexical, dense])
+        scores = self.scores(question, method)
         hits, seen = [], set()
         for i in np.argsort(-scores, kind="stable"):
             c = self.chunks[i]
@@ -191,14 +217,14 @@ class CodeIndex:
                 break
         return hits
 
-    def prompt(self, question: str, hits: Sequence[Hit], context_lines: int = 12) -> list[dict]:
+    def prompt(self, question: str, hits: Sequence[Hit], context_lines: int = 8) -> list[dict]:
         """The chat messages for the LLM: each hit's first ``context_lines`` lines, numbered [1], [2], ..."""
         sources = "\n\n".join(f"[{i}] {h.citation} {h.symbol}\n" + "\n".join(h.text.splitlines()[:context_lines])
                               for i, h in enumerate(hits, 1))
         return [{"role": "system", "content": SYSTEM},
                 {"role": "user", "content": f"Code:\n{sources}\n\nQuestion: {question}"}]
 
-    def answer(self, question: str, k: int = 3, max_new_tokens: int = 80, context_lines: int = 12,
+    def answer(self, question: str, k: int = 3, max_new_tokens: int = 80, context_lines: int = 8,
                llm=None) -> Iterator[str]:
         """Stream the answer: the LLM's text as it is generated (greedy), then a line per source with
         ``path:line``. ``llm``: (model, tokenizer), default SmolLM2-135M-Instruct loaded once."""
