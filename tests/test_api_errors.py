@@ -39,7 +39,7 @@ from llmfs import assets, config, data, plots  # noqa: E402
 from llmfs.basics import autograd, conv, mlp_numpy, schedule, torch_loop  # noqa: E402
 from llmfs.finetune import classify, dpo, federated, lora, qlora, tasks  # noqa: E402
 from llmfs.pretrain import attention, bpe, checkpoint, decoding, gpt, llama, lm_data, moe, positions, seq2seq, train  # noqa: E402
-from llmfs.rag import bm25, embed, index  # noqa: E402
+from llmfs.rag import bm25, chunk, codeqa, embed, index, metrics  # noqa: E402
 
 EXAMPLES_PER_FUNCTION = 8
 MIN_CALLS = 500
@@ -1190,6 +1190,34 @@ CASES: dict[str, tuple] = {
         ),
     ),
     # ---- rag: BM25, vector indexes, the sentence encoder
+    "chunk.recursive_split": (
+        chunk.recursive_split,
+        dict(text="a b\n\nc d", chunk_size=4, chunk_overlap=1),
+        dict(text=[None, 3, b"ab", ["a"]], chunk_size=BAD_COUNT, chunk_overlap=BAD_INDEX + [4, 9],
+             separators=[None, [], "ab", [1], [None]]),
+    ),
+    "chunk.fixed_windows": (
+        chunk.fixed_windows,
+        dict(text="abcdef", size=4, overlap=1),
+        dict(text=[None, 3, b"ab"], size=BAD_COUNT, overlap=BAD_INDEX + [4]),
+    ),
+    "chunk.sentence_windows": (
+        chunk.sentence_windows,
+        dict(text="A b. C d.", n=2, overlap=1),
+        dict(text=[None, 3, b"ab"], n=BAD_COUNT, overlap=BAD_INDEX + [2]),
+    ),
+    "chunk.python_chunks": (
+        chunk.python_chunks,
+        dict(source="def f():\n    pass\n", path="m.py", module="m", max_lines=10),
+        dict(source=[None, 3, b"x = 1", "def f(:", "x = '\0'"], max_lines=BAD_COUNT),
+    ),
+    "metrics.recall_at_k": (
+        metrics.recall_at_k,
+        dict(ranked=[["a", "b"]], relevant=[{"b"}], k=1),
+        dict(ranked=[None, "ab", [["a"], ["b"]], [3]], relevant=[None, "b", [set()], [{"b"}, {"a"}]], k=BAD_COUNT),
+    ),
+    "metrics.f1": (metrics.f1, dict(prediction="a cat", answers=["the cat"]), dict(prediction=[None, 3], answers=[[], None, [3]])),
+    "codeqa.code_tokens": (codeqa.code_tokens, dict(text="JSONEncoder.iterencode"), dict(text=[None, 3, b"x", ["a"]])),
     "bm25.tokenize": (
         bm25.tokenize,
         dict(text="Hello, world"),

@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
 
 
-def _check(ranked, relevant, k) -> None:
+def _check(ranked, relevant, k, k_optional: bool = False) -> None:
     if isinstance(ranked, (str, bytes)) or not isinstance(ranked, Sequence) or not all(
             isinstance(r, Sequence) and not isinstance(r, str) for r in ranked):
         raise ValueError("ranked must be a list with one ranked list of ids per query")
@@ -32,7 +32,7 @@ def _check(ranked, relevant, k) -> None:
                          f"got {type(relevant).__name__} of length {len(relevant) if hasattr(relevant, '__len__') else '?'}")
     if not ranked:
         raise ValueError("no queries to score")
-    if k is not None and (isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1):
+    if (k is not None or not k_optional) and (isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1):
         raise ValueError(f"k must be an integer >= 1, got {k!r}")
 
 
@@ -47,7 +47,7 @@ def recall_at_k(ranked: Sequence[Sequence[Hashable]], relevant: Sequence[set], k
 
 def mrr(ranked: Sequence[Sequence[Hashable]], relevant: Sequence[set], k: int | None = None) -> float:
     """Mean reciprocal rank of the first relevant id (counting only the top k when k is given)."""
-    _check(ranked, relevant, k)
+    _check(ranked, relevant, k, k_optional=True)
     total = 0.0
     for r, rel in zip(ranked, relevant):
         rank = next((i for i, doc in enumerate(r[:k], 1) if doc in rel), None)
