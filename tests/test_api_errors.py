@@ -1216,7 +1216,9 @@ CASES: dict[str, tuple] = {
         dict(ranked=[["a", "b"]], relevant=[{"b"}], k=1),
         dict(ranked=[None, "ab", [["a"], ["b"]], [3]], relevant=[None, "b", [set()], [{"b"}, {"a"}]], k=BAD_COUNT),
     ),
-    "metrics.f1": (metrics.f1, dict(prediction="a cat", answers=["the cat"]), dict(prediction=[None, 3], answers=[[], None, [3]])),
+    "metrics.f1": (
+        metrics.f1, dict(prediction="a cat", answers=["the cat"]), dict(prediction=[None, 3], answers=[[], None, [3]]),
+    ),
     "codeqa.code_tokens": (codeqa.code_tokens, dict(text="JSONEncoder.iterencode"), dict(text=[None, 3, b"x", ["a"]])),
     "bm25.tokenize": (
         bm25.tokenize,
