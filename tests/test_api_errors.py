@@ -39,7 +39,7 @@ from llmfs import assets, config, data, plots  # noqa: E402
 from llmfs.basics import autograd, conv, mlp_numpy, schedule, torch_loop  # noqa: E402
 from llmfs.finetune import classify, dpo, federated, lora, qlora, tasks  # noqa: E402
 from llmfs.pretrain import attention, bpe, checkpoint, decoding, gpt, llama, lm_data, moe, positions, seq2seq, train  # noqa: E402
-from llmfs.rag import bm25, chunk, codeqa, embed, index, metrics  # noqa: E402
+from llmfs.rag import bm25, chunk, codeqa, embed, hybrid, index, metrics, rerank, store  # noqa: E402
 
 EXAMPLES_PER_FUNCTION = 8
 MIN_CALLS = 500
@@ -167,6 +167,11 @@ BM25 = bm25.BM25([["a", "b"], ["b", "c", "c"]])
 TINY_BERT = embed.MiniLM(embed.BertConfig(dim=8, n_layer=1, n_head=2, hidden_dim=16),
                          tokenizer=__import__("transformers").AutoTokenizer.from_pretrained(embed.minilm_folder())).eval()
 BERT_IDS, BERT_MASK = torch.tensor([[101, 7592, 102, 0]]), torch.tensor([[1, 1, 1, 0]])
+UNIT_VECS = VECS / np.linalg.norm(VECS, axis=1, keepdims=True)
+TINY_LM = __import__("transformers").LlamaForCausalLM(__import__("transformers").LlamaConfig(
+    vocab_size=49152, hidden_size=8, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2,
+    num_key_value_heads=1)).eval()  # SmolLM2's vocabulary, a tiny random body: the checks, not the quality
+SMOL_TOKENIZER = __import__("transformers").AutoTokenizer.from_pretrained(assets.converted("smollm2_135m_instruct"))
 
 
 def lora_on_copy(model, **kwargs):
@@ -1219,6 +1224,28 @@ CASES: dict[str, tuple] = {
     "metrics.f1": (
         metrics.f1, dict(prediction="a cat", answers=["the cat"]), dict(prediction=[None, 3], answers=[[], None, [3]]),
     ),
+    "hybrid.rrf": (
+        hybrid.rrf,
+        dict(rankings=[[0, 1, 2], [2, 0]], n_docs=3, k=60),
+        dict(rankings=[None, [], "ab", [[0, 0]], [[0, 3]], [[-1]], [[0.5]], [[[0]]]],
+             n_docs=[v for v in BAD_COUNT if v is not None] + [2],
+             k=[None, -1, 2.5, "a", True]),
+    ),
+    "hybrid.mmr": (
+        hybrid.mmr,
+        dict(query=UNIT_VECS[0], vectors=UNIT_VECS, candidates=[1, 2, 3], k=2, lambda_=0.5),
+        dict(query=[None, "q", UNIT_VECS[0, :3], UNIT_VECS[:2]], vectors=[None, "v", UNIT_VECS[0], UNIT_VECS[:, :3]],
+             candidates=[None, [], [12], [-1], [1, 1], [0.5], "a"], k=BAD_COUNT, lambda_=NOT_NUMBERS + [-0.1, 1.5, True]),
+    ),
+    "rerank.question_likelihood": (
+        rerank.question_likelihood,
+        dict(model=TINY_LM, tokenizer=SMOL_TOKENIZER, question="Who?", passages=["A b.", "C d e."], batch_size=1),
+        dict(model=[None, "m", 3], question=[None, "", "  ", 3, ["q"]], passages=[None, "p", [1], [None]],
+             max_passage_tokens=BAD_COUNT, batch_size=BAD_COUNT),
+    ),
+    "store.disk_size": (store.disk_size, dict(path=TMP), dict(path=[None, 3, TMP / "absent", b"x"])),
+    "store.free_port": (store.free_port, dict(host="127.0.0.1"), dict(host=[None, "", 3, "256.1.1.1"])),
+    "store.heartbeat": (store.heartbeat, dict(url="http://127.0.0.1:9", timeout=0.2), dict(url=[None, "", 3, "127.0.0.1:80"])),
     "codeqa.code_tokens": (codeqa.code_tokens, dict(text="JSONEncoder.iterencode"), dict(text=[None, 3, b"x", ["a"]])),
     "bm25.tokenize": (
         bm25.tokenize,

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from llmfs.rag import codeqa
+from llmfs.rag.hybrid import rrf
 
 
 class HashEmbedder:
@@ -74,7 +75,7 @@ def test_build_names_chunks_by_import_path_and_skips_tests_and_broken_files(code
     for method in ("bm25", "dense"):
         assert index.search("area of a circle radius", k=1, method=method)[0].symbol == "geo.shapes.circle_area"
     bm25, dense = (np.argsort(-index.scores("area of a circle", m), kind="stable") for m in ("bm25", "dense"))
-    assert np.array_equal(index.scores("area of a circle"), codeqa.fuse([bm25, dense])), "hybrid = RRF of the two"
+    assert np.array_equal(index.scores("area of a circle"), rrf([bm25, dense])), "hybrid = RRF of the two"
 
 
 def test_store_round_trip_and_torn_write(codebase, tmp_path):
@@ -130,9 +131,3 @@ def test_answer_streams_text_then_cited_sources(codebase):
     assert text.split("Sources:")[0].strip(), "the model wrote something before the sources"
     assert "[1] geo/shapes.py:4-6 geo.shapes.circle_area" in text
     assert json.dumps(text)  # plain text
-
-
-def test_reciprocal_rank_fusion_worked_case():
-    scores = codeqa.fuse([np.array([0, 1, 2]), np.array([2, 0, 1])])  # doc 0: ranks 1 and 2; doc 2: ranks 3 and 1
-    assert np.allclose(scores, [1 / 61 + 1 / 62, 1 / 62 + 1 / 63, 1 / 63 + 1 / 61])
-    assert list(np.argsort(-scores, kind="stable")) == [0, 2, 1]

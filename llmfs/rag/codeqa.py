@@ -16,7 +16,7 @@ headers, module code; long ones cut into windows), named by their import path (`
 .iterencode``: a file's module name follows its packages' ``__init__.py`` files up to the import root, and
 paths are relative to that root). A question is matched two ways, BM25 over the words of the code with
 identifiers split (``JSONEncoder`` -> ``jsonencoder``, ``json``, ``encoder``), and MiniLM vectors of
-each definition's name and first lines; the two rankings are fused by reciprocal rank (``fuse``). Windows
+each definition's name and first lines; the two rankings are fused by reciprocal rank (``llmfs.rag.hybrid.rrf``). Windows
 of one definition count once. The answer is the local LLM's, given the top definitions' first lines; the
 sources it was given follow it, with their lines.
 """
@@ -44,11 +44,11 @@ from llmfs.config import progress as progress_bar
 from llmfs.pretrain.checkpoint import read_safetensors, write_atomic
 from llmfs.rag.bm25 import BM25
 from llmfs.rag.chunk import Chunk, python_chunks
+from llmfs.rag.hybrid import rrf
 
 EXCLUDE = ("test", "tests", "idle_test", "site-packages", "__pycache__")  # folder names skipped: test suites, installs
 METHODS = ("hybrid", "bm25", "dense")
 EMBED_LINES = 5  # lines of each chunk that MiniLM embeds (see dense_text)
-RRF_K = 60  # reciprocal-rank fusion: 1 / (RRF_K + rank); 60 as in Cormack et al. 2009
 SYSTEM = ("You answer questions about Python source code. Use only the code given. Answer in two or three "
           "sentences and name the function that does it.")
 
@@ -120,14 +120,6 @@ def dense_text(c: Chunk) -> str:
     return c.symbol + "\n" + "\n".join(c.text.splitlines()[:EMBED_LINES])
 
 
-def fuse(rankings: Sequence[np.ndarray], k: int = RRF_K) -> np.ndarray:
-    """Reciprocal-rank fusion of full rankings (each: document ids, best first) -> a score per document."""
-    scores = np.zeros(len(rankings[0]))
-    for ranking in rankings:
-        scores[ranking] += 1.0 / (k + 1 + np.arange(len(ranking)))  # rank 1 adds 1/61
-    return scores
-
-
 class CodeIndex:
     """Chunks of a codebase with their BM25 index and MiniLM vectors; ``search`` and ``answer``."""
 
@@ -196,7 +188,7 @@ class CodeIndex:
         if method != "bm25":
             dense = self.vectors @ self.embedder.encode([question])[0]  # (n, dim) @ (dim,)
         if method == "hybrid":
-            return fuse([np.argsort(-lexical, kind="stable"), np.argsort(-dense, kind="stable")])
+            return rrf([np.argsort(-lexical, kind="stable"), np.argsort(-dense, kind="stable")])
         return lexical if method == "bm25" else dense
 
     def search(self, question: str, k: int = 5, method: str = "hybrid") -> list[Hit]:
