@@ -9,6 +9,7 @@
 - ``chunk``   cutting documents: fixed and sentence windows, LangChain's recursive splitter, Python by syntax tree (04RAG/03)
 - ``store``   Chroma with our embeddings, persistent and as a server (04RAG/05)
 - ``metrics`` recall@k, MRR, nDCG; SQuAD's exact match and F1 (04RAG/07)
+- ``evaluate`` SQuAD rankings per retriever (BM25, dense, hybrid, reranked), bootstrap intervals, the LLM reader (04RAG/07)
 - ``codeqa``  question answering over a Python codebase, citing path:line; ``code_questions`` its question set (04RAG/08)
 
 Imports only the core (``llmfs.*``) and the earlier series.
