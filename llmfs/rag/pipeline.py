@@ -27,8 +27,6 @@ The model is asked to cite; whether a 135M model's citations can be trusted is m
 
 from __future__ import annotations
 
-import gzip
-import json
 import numbers
 import queue
 import re
@@ -65,16 +63,12 @@ CITATION = re.compile(r"\[(\d+)\]")
 def squad_passages() -> list[Document]:
     """The 803 distinct SQuAD paragraphs of ``llmfs.rag.data.squad_questions`` as ``Document``\\ s, in the
     same order (``Document.metadata``: ``{"id": paragraph_id, "title": the Wikipedia article}``)."""
-    from llmfs import assets
-    from llmfs.rag.data import _parse_query, squad_questions
+    from llmfs.rag.data import squad_articles, squad_paragraph_articles, squad_questions
 
     _, paragraphs = squad_questions()
-    titles: dict[str, str] = {}
-    with gzip.open(assets.path("squad"), "rt", encoding="utf-8") as f:  # the titles: data.py keeps only paragraphs
-        for line in f:
-            title, paragraph, _ = _parse_query(json.loads(line)["doc"]["query"])
-            titles.setdefault(paragraph, title)
-    return [Document(page_content=p, metadata={"id": i, "title": titles[p]}) for i, p in enumerate(paragraphs)]
+    titles = [a.title for a in squad_articles()]
+    return [Document(page_content=p, metadata={"id": i, "title": titles[a]})
+            for i, (p, a) in enumerate(zip(paragraphs, squad_paragraph_articles()))]
 
 
 def _check_question(question) -> str:
